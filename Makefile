@@ -1,0 +1,37 @@
+# One entry point for people and CI. Every target installs what it needs.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.installed
+
+.PHONY: run test check lint types pytest migrate clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev]'
+	touch $(STAMP)
+
+## run: API + worker in one process on the embedded PostgreSQL (or LOGFILL_DATABASE_URL)
+run: $(STAMP)
+	$(BIN)/logfill run
+
+migrate: $(STAMP)
+	$(BIN)/logfill migrate
+
+## test: lint, types and the test suite (what CI runs)
+test: lint types pytest
+
+check: test
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+types: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache *.egg-info

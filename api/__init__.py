@@ -1,0 +1,1 @@
+"""logfill HTTP API (aiohttp) and the `logfill` command line."""

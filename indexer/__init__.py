@@ -1,0 +1,1 @@
+"""logfill indexer: settings, storage, chain access and the backfill worker."""

@@ -1,0 +1,89 @@
+"""PostgreSQL connections: the asyncpg pool and the translation of driver errors."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import orjson
+
+from indexer.errors import DatabaseUnavailable
+
+# A plain connection or one borrowed from a pool: both run queries the same way.
+Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+
+# Errors that mean "the database is not there for us", as opposed to a bad query.
+CONNECT_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    ValueError,  # asyncpg's ClientConfigurationError for a malformed DSN
+)
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, fit for logs and error messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+def describe_connect_error(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+        return "timed out"
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for name in ("json", "jsonb"):
+        await conn.set_type_codec(
+            name,
+            encoder=lambda value: orjson.dumps(value).decode(),
+            decoder=orjson.loads,
+            schema="pg_catalog",
+        )
+
+
+async def create_pool(
+    url: str, *, min_size: int = 1, max_size: int = 10, timeout: float = 10.0
+) -> asyncpg.Pool:
+    """Open a pool, or raise DatabaseUnavailable with one line an operator can act on."""
+    try:
+        pool: asyncpg.Pool = await asyncpg.create_pool(
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=timeout,
+            init=_init_connection,
+        )
+    except CONNECT_ERRORS as exc:
+        raise DatabaseUnavailable(
+            f"cannot reach the database at {redact_url(url)}: {describe_connect_error(exc)}"
+        ) from exc
+    return pool
+
+
+async def connect(url: str, *, timeout: float = 10.0) -> asyncpg.Connection:
+    """One connection outside any pool (migrations, admin commands, tests)."""
+    try:
+        conn: asyncpg.Connection = await asyncpg.connect(url, timeout=timeout)
+    except CONNECT_ERRORS as exc:
+        raise DatabaseUnavailable(
+            f"cannot reach the database at {redact_url(url)}: {describe_connect_error(exc)}"
+        ) from exc
+    await _init_connection(conn)
+    return conn
+
+
+def record_to_dict(record: asyncpg.Record | None) -> dict[str, Any] | None:
+    return None if record is None else dict(record.items())
