@@ -49,8 +49,8 @@ def _with_database(
     return run
 
 
-async def _apply_migrations(url: str) -> list[str]:
-    conn = await connect(url)
+async def _apply_migrations(settings: Settings, url: str) -> list[str]:
+    conn = await connect(url, timeout=settings.db_connect_timeout_seconds)
     try:
         applied = await migrate(conn, load_migrations())
     finally:
@@ -65,7 +65,7 @@ async def _apply_migrations(url: str) -> list[str]:
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     async def work(url: str) -> None:
-        applied = await _apply_migrations(url)
+        applied = await _apply_migrations(settings, url)
         _print_json({"applied": applied, "schema_version": load_migrations()[-1].label})
 
     _with_database(work)(settings, args)
@@ -77,7 +77,7 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _serve(settings: Settings, url: str, *, api: bool, worker: bool) -> None:
     """Migrate, then serve until SIGINT/SIGTERM; always closes what it opened."""
-    await _apply_migrations(url)
+    await _apply_migrations(settings, url)
     pool = await create_pool(
         url,
         min_size=settings.db_pool_min_size,
@@ -143,8 +143,8 @@ def _admin(action: Callable[[asyncpg.Connection, argparse.Namespace], Awaitable[
 
     def command(settings: Settings, args: argparse.Namespace) -> int:
         async def work(url: str) -> Any:
-            await _apply_migrations(url)
-            conn = await connect(url)
+            await _apply_migrations(settings, url)
+            conn = await connect(url, timeout=settings.db_connect_timeout_seconds)
             try:
                 return await action(conn, args)
             finally:

@@ -18,7 +18,15 @@ from indexer.db import Connection
 from indexer.errors import MigrationError
 from indexer.queries import QUERIES
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+def _migrations_dir() -> Path:
+    """The repository's migrations/ folder, or its copy inside an installed wheel."""
+    here = Path(__file__).resolve().parent
+    checkout = here.parent / "migrations"
+    return checkout if checkout.is_dir() else here / "_migrations"
+
+
+MIGRATIONS_DIR = _migrations_dir()
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 
