@@ -41,6 +41,12 @@ class ChainSettings(BaseModel):
     cu_weights: dict[str, PositiveInt] = Field(default_factory=lambda: dict(DEFAULT_CU_WEIGHTS))
     window_budget_cu: PositiveInt = 12000
     tick_seconds: Annotated[float, Field(gt=0)] = 5.0
+    request_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
+    connect_timeout_seconds: Annotated[float, Field(gt=0)] = 5.0
+    max_attempts: Annotated[int, Field(ge=1, le=20)] = 5
+    max_retry_after_seconds: Annotated[float, Field(ge=0)] = 30.0
+    max_calls_in_flight: Annotated[int, Field(ge=1, le=64)] = 4
+    max_addresses_per_call: Annotated[int, Field(ge=1)] = 1000
 
     @field_validator("cu_weights")
     @classmethod

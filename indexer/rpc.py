@@ -1,0 +1,302 @@
+"""The metered JSON-RPC client: the only way logfill talks to a chain.
+
+Transport is aiohttp + orjson (measured ~10x faster than web3.py's get_logs on
+the same work; see README). Every attempt is paid from the window's budget
+before it is sent; failures are classified in `rpc_errors`; values are mapped
+to plain types here, at the boundary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import aiohttp
+import orjson
+import structlog
+
+from indexer.budget import BudgetExhausted, WindowBudget, backoff_delay
+from indexer.filters import Log, LogFilter, parse_log
+from indexer.ranges import AdaptiveRange, after_chunk, next_chunk
+from indexer.rpc_errors import (
+    ProviderFault,
+    RangeTooLarge,
+    RetryableRpcError,
+    SingleBlockTooLarge,
+    classify_http_status,
+    classify_rpc_error,
+    parse_retry_after,
+)
+from indexer.settings import ChainSettings
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+Call = tuple[str, list[Any]]
+_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+
+
+@dataclass(frozen=True)
+class Heads:
+    head: int
+    safe_head: int | None  # None while no block is safe yet
+
+
+@dataclass(frozen=True)
+class LogChunk:
+    """The logs of [from_block, to_block], complete: every call for it answered."""
+
+    from_block: int
+    to_block: int
+    logs: list[Log]
+
+
+class RpcClient:
+    def __init__(
+        self,
+        url: str,
+        session: aiohttp.ClientSession,
+        chain: ChainSettings,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.url = url
+        self.chain = chain
+        self._session = session
+        self._sleep = sleep
+        self._jitter = jitter
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, chain: ChainSettings, **kwargs: Any) -> AsyncIterator[RpcClient]:
+        """A client with its own keep-alive connection pool."""
+        connector = aiohttp.TCPConnector(limit=chain.max_calls_in_flight * 2)
+        timeout = aiohttp.ClientTimeout(
+            total=chain.request_timeout_seconds, sock_connect=chain.connect_timeout_seconds
+        )
+        async with aiohttp.ClientSession(
+            connector=connector, timeout=timeout, json_serialize=lambda v: orjson.dumps(v).decode()
+        ) as session:
+            yield cls(str(chain.rpc_url), session, chain, **kwargs)
+
+    async def call(self, method: str, params: list[Any], budget: WindowBudget) -> Any:
+        [result] = await self._with_retries([(method, params)], budget, lambda results: results)
+        return result
+
+    async def batch(self, calls: Sequence[Call], budget: WindowBudget) -> list[Any]:
+        """Several calls in one HTTP round trip (each still paid at its own weight)."""
+        return await self._with_retries(list(calls), budget, lambda results: results)
+
+    async def get_logs(
+        self, log_filter: LogFilter, from_block: int, to_block: int, budget: WindowBudget
+    ) -> list[Log]:
+        def decode(results: list[Any]) -> list[Log]:
+            try:
+                return [
+                    parse_log(raw, from_block=from_block, to_block=to_block) for raw in results[0]
+                ]
+            except (KeyError, ValueError, TypeError, AttributeError) as exc:
+                raise ProviderFault(f"eth_getLogs returned a malformed log: {exc!r}") from exc
+
+        params = [log_filter.to_rpc(from_block, to_block)]
+        return await self._with_retries([("eth_getLogs", params)], budget, decode)
+
+    async def read_heads(self, budget: WindowBudget) -> Heads:
+        """The head and the safe head, in one round trip."""
+        if not self.chain.use_finalized_tag:
+            head = int(await self.call("eth_blockNumber", [], budget), 16)
+            safe = head - self.chain.confirmations
+            return Heads(head, safe if safe >= 0 else None)
+        head_hex, finalized = await self.batch(
+            [("eth_blockNumber", []), ("eth_getBlockByNumber", ["finalized", False])], budget
+        )
+        safe_head = int(finalized["number"], 16) if finalized else None
+        return Heads(int(head_hex, 16), safe_head)
+
+    async def _with_retries(
+        self, calls: list[Call], budget: WindowBudget, decode: Callable[[list[Any]], T]
+    ) -> T:
+        label = "+".join(method for method, _ in calls)
+        for attempt in range(self.chain.max_attempts):
+            self._pay(calls, budget)
+            try:
+                return decode(await self._send(calls, label))
+            except RetryableRpcError as exc:
+                delay = backoff_delay(attempt, jitter=self._jitter(), retry_after=exc.retry_after)
+                if attempt + 1 >= self.chain.max_attempts:
+                    raise
+                if delay > self.chain.max_retry_after_seconds:
+                    raise RetryableRpcError(
+                        f"{exc} (provider asks to wait {delay:.0f}s: later window)",
+                        code=exc.code,
+                        status=exc.status,
+                        retry_after=exc.retry_after,
+                    ) from exc
+                log.warning(
+                    "rpc_retry", method=label, attempt=attempt + 1, delay=delay, error=str(exc)
+                )
+                await self._sleep(delay)
+        raise AssertionError("unreachable: max_attempts >= 1")
+
+    def _pay(self, calls: list[Call], budget: WindowBudget) -> None:
+        costs = [(method, self.chain.cu_cost(method)) for method, _ in calls]
+        total = sum(cost for _, cost in costs)
+        if not budget.can_afford(total):
+            raise BudgetExhausted(
+                f"{'+'.join(m for m, _ in costs)} costs {total} CU;"
+                f" {budget.remaining_cu} of {budget.limit_cu} remain"
+            )
+        for method, cost in costs:
+            budget.spend(method, cost)
+
+    async def _send(self, calls: list[Call], label: str) -> list[Any]:
+        payload: Any = [
+            {"jsonrpc": "2.0", "id": i, "method": method, "params": params}
+            for i, (method, params) in enumerate(calls)
+        ]
+        body = orjson.dumps(payload[0] if len(payload) == 1 else payload)
+        try:
+            async with self._session.post(self.url, data=body, headers=_HEADERS) as response:
+                status = response.status
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                raw = await response.read()
+        except TimeoutError as exc:
+            raise RetryableRpcError(f"{label}: timed out") from exc
+        except aiohttp.ClientError as exc:
+            raise RetryableRpcError(f"{label}: {type(exc).__name__}: {exc}") from exc
+        if status in (401, 403, 429) or status >= 500:
+            raise classify_http_status(status, method=label, retry_after=retry_after)
+        return _results(raw, status, calls, label)
+
+
+def _results(raw: bytes, status: int, calls: list[Call], label: str) -> list[Any]:
+    try:
+        decoded = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        if status != 200:
+            raise classify_http_status(status, method=label, retry_after=None) from exc
+        raise RetryableRpcError(f"{label}: truncated or invalid JSON ({len(raw)} bytes)") from exc
+    answers = decoded if isinstance(decoded, list) else [decoded]
+    by_id = {answer.get("id"): answer for answer in answers if isinstance(answer, dict)}
+    results = []
+    for i, (method, _) in enumerate(calls):
+        answer = by_id.get(i)
+        if answer is None:
+            if status != 200:
+                raise classify_http_status(status, method=label, retry_after=None)
+            raise RetryableRpcError(f"{method}: no answer for this call in the response")
+        error = answer.get("error")
+        if error is not None:
+            raise classify_rpc_error(
+                error.get("code"), str(error.get("message", "")), method=method
+            )
+        results.append(answer.get("result"))
+    return results
+
+
+class LogScanner:
+    """Walks [low, high] with adaptive ranges, several calls in flight, in block order."""
+
+    def __init__(self, client: RpcClient, ranges: AdaptiveRange) -> None:
+        self.client = client
+        self.ranges = ranges
+
+    async def scan(
+        self,
+        call_filters: Sequence[LogFilter],
+        low: int,
+        high: int,
+        budget: WindowBudget,
+        *,
+        order: str = "asc",
+    ) -> AsyncIterator[LogChunk]:
+        """Yield complete chunks in order; raises BudgetExhausted where the budget ends."""
+        cost = len(call_filters) * self.client.chain.cu_cost("eth_getLogs")
+        in_flight: deque[tuple[tuple[int, int], asyncio.Task[list[Log]]]] = deque()
+        cursor = low if order == "asc" else high
+        try:
+            while True:
+                while (
+                    len(in_flight) < self.client.chain.max_calls_in_flight
+                    and low <= cursor <= high
+                    and budget.remaining_cu - cost * len(in_flight) >= cost
+                ):
+                    chunk = next_chunk(cursor, self.ranges.span, low=low, high=high, order=order)
+                    task = asyncio.create_task(self._fetch(call_filters, chunk, budget))
+                    in_flight.append((chunk, task))
+                    cursor = after_chunk(chunk, order=order)
+                if not in_flight:
+                    if low <= cursor <= high:
+                        raise BudgetExhausted(f"no budget left to scan from block {cursor}")
+                    return
+                chunk, task = in_flight.popleft()
+                async for done in self._settle(call_filters, chunk, task, budget, order):
+                    yield done
+        finally:
+            for _, pending in in_flight:
+                pending.cancel()
+            await asyncio.gather(*(t for _, t in in_flight), return_exceptions=True)
+
+    async def _fetch(
+        self, call_filters: Sequence[LogFilter], chunk: tuple[int, int], budget: WindowBudget
+    ) -> list[Log]:
+        """All calls of one chunk; the chunk fails as a whole if any call fails."""
+        if len(call_filters) == 1:
+            return await self.client.get_logs(call_filters[0], chunk[0], chunk[1], budget)
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [
+                    group.create_task(self.client.get_logs(f, chunk[0], chunk[1], budget))
+                    for f in call_filters
+                ]
+        except ExceptionGroup as failed:
+            raise failed.exceptions[0] from None
+        logs = [entry for task in tasks for entry in task.result()]
+        logs.sort(key=lambda entry: (entry.block_number, entry.log_index))
+        return logs
+
+    async def _settle(
+        self,
+        call_filters: Sequence[LogFilter],
+        chunk: tuple[int, int],
+        task: asyncio.Task[list[Log]],
+        budget: WindowBudget,
+        order: str,
+    ) -> AsyncIterator[LogChunk]:
+        try:
+            logs = await task
+        except RangeTooLarge as too_large:
+            async for done in self._split(call_filters, chunk, too_large, budget, order):
+                yield done
+            return
+        self.ranges.record_success()
+        yield LogChunk(chunk[0], chunk[1], logs)
+
+    async def _split(
+        self,
+        call_filters: Sequence[LogFilter],
+        chunk: tuple[int, int],
+        error: RangeTooLarge,
+        budget: WindowBudget,
+        order: str,
+    ) -> AsyncIterator[LogChunk]:
+        span = chunk[1] - chunk[0] + 1
+        if span == 1:
+            raise SingleBlockTooLarge(
+                f"block {chunk[0]} alone is too large for one eth_getLogs call: {error}",
+                code=error.code,
+            ) from error
+        new_span = self.ranges.record_too_large(span, error.hint)
+        log.info("rpc_range_split", blocks=span, new_span=new_span, error=str(error))
+        cursor = chunk[0] if order == "asc" else chunk[1]
+        while chunk[0] <= cursor <= chunk[1]:
+            sub = next_chunk(cursor, self.ranges.span, low=chunk[0], high=chunk[1], order=order)
+            task = asyncio.create_task(self._fetch(call_filters, sub, budget))
+            async for done in self._settle(call_filters, sub, task, budget, order):
+                yield done
+            cursor = after_chunk(sub, order=order)
