@@ -30,7 +30,12 @@ lint: $(STAMP)
 types: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+# Test-only node tooling (anvil, solcjs) for tests/chain, pinned by package-lock.json.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+pytest: $(STAMP) node_modules/.installed
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 clean:

@@ -62,5 +62,5 @@ def backoff_delay(
     """
     if retry_after is not None:
         return max(0.0, retry_after)
-    step = min(cap_seconds, base_seconds * (2**attempt))
+    step = min(cap_seconds, base_seconds * 2.0**attempt)
     return step / 2 + step / 2 * jitter
