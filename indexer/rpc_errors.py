@@ -81,7 +81,7 @@ _MAX_SPAN = [
     # Alchemy: "up to a 2K block range", "up to a 10 block range"
     re.compile(r"up to a ([\d,_]+)\s*([kKmM]?) block range"),
     # QuickNode: "eth_getLogs is limited to a 10,000 range"
-    re.compile(r"limited to an? ([\d,_]+)\s*([kKmM]?)(?: block)? range"),
+    re.compile(r"limited to an? ([\d,_]+)\s*([kKmM]?)(?: blocks?)? range"),
     # Generic: "block range too large, max is 1000", "max block range 5000"
     re.compile(
         r"max(?:imum)?(?: block range)?(?: is|:|=)?\s+([\d,_]+)\s*([kKmM]?)\s*(?:blocks?)?\b"
