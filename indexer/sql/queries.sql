@@ -57,3 +57,14 @@ UPDATE workspaces SET plan = $2 WHERE id = $1 RETURNING id, plan;
 -- purge_expired_idempotency_keys --
 -- Forget Idempotency-Key records past their expiry.
 DELETE FROM idempotency_keys WHERE expires_at < now();
+
+-- load_learned_range --
+-- The eth_getLogs span learned for a chain in earlier windows (null if none yet).
+SELECT learned_block_range FROM chain_state WHERE chain_id = $1;
+
+-- save_learned_range --
+-- Remember the span learned for a chain, for the next window and other workers.
+INSERT INTO chain_state (chain_id, learned_block_range, updated_at)
+VALUES ($1, $2, now())
+ON CONFLICT (chain_id) DO UPDATE
+SET learned_block_range = EXCLUDED.learned_block_range, updated_at = now();
