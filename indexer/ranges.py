@@ -43,9 +43,10 @@ class AdaptiveRange:
         self._successes = 0
         if hint.max_span is not None:
             self.provider_cap = hint.max_span
-            new_span = hint.max_span
-        elif hint.suggested is not None:
+        if hint.suggested is not None:
             new_span = hint.suggested[1] - hint.suggested[0] + 1
+        elif hint.max_span is not None:
+            new_span = hint.max_span
         else:
             new_span = requested_span // 2
         self.span = max(1, min(new_span, requested_span - 1, self.ceiling))

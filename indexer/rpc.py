@@ -108,15 +108,21 @@ class RpcClient:
 
     async def read_heads(self, budget: WindowBudget) -> Heads:
         """The head and the safe head, in one round trip."""
-        if not self.chain.use_finalized_tag:
-            head = int(await self.call("eth_blockNumber", [], budget), 16)
-            safe = head - self.chain.confirmations
-            return Heads(head, safe if safe >= 0 else None)
-        head_hex, finalized = await self.batch(
-            [("eth_blockNumber", []), ("eth_getBlockByNumber", ["finalized", False])], budget
-        )
-        safe_head = int(finalized["number"], 16) if finalized else None
-        return Heads(int(head_hex, 16), safe_head)
+        calls: list[Call] = [("eth_blockNumber", [])]
+        if self.chain.use_finalized_tag:
+            calls.append(("eth_getBlockByNumber", ["finalized", False]))
+        return await self._with_retries(calls, budget, self._decode_heads)
+
+    def _decode_heads(self, results: list[Any]) -> Heads:
+        try:
+            head = int(results[0], 16)
+            if not self.chain.use_finalized_tag:
+                safe = head - self.chain.confirmations
+                return Heads(head, safe if safe >= 0 else None)
+            finalized = results[1]
+            return Heads(head, int(finalized["number"], 16) if finalized else None)
+        except (KeyError, ValueError, TypeError, IndexError) as exc:
+            raise ProviderFault(f"malformed head in {results!r}") from exc
 
     async def _with_retries(
         self, calls: list[Call], budget: WindowBudget, decode: Callable[[list[Any]], T]
@@ -137,22 +143,25 @@ class RpcClient:
                         status=exc.status,
                         retry_after=exc.retry_after,
                     ) from exc
+                self._check_affordable(calls, budget)
                 log.warning(
                     "rpc_retry", method=label, attempt=attempt + 1, delay=delay, error=str(exc)
                 )
                 await self._sleep(delay)
         raise AssertionError("unreachable: max_attempts >= 1")
 
-    def _pay(self, calls: list[Call], budget: WindowBudget) -> None:
-        costs = [(method, self.chain.cu_cost(method)) for method, _ in calls]
-        total = sum(cost for _, cost in costs)
+    def _check_affordable(self, calls: list[Call], budget: WindowBudget) -> None:
+        total = sum(self.chain.cu_cost(method) for method, _ in calls)
         if not budget.can_afford(total):
             raise BudgetExhausted(
-                f"{'+'.join(m for m, _ in costs)} costs {total} CU;"
+                f"{'+'.join(m for m, _ in calls)} costs {total} CU;"
                 f" {budget.remaining_cu} of {budget.limit_cu} remain"
             )
-        for method, cost in costs:
-            budget.spend(method, cost)
+
+    def _pay(self, calls: list[Call], budget: WindowBudget) -> None:
+        self._check_affordable(calls, budget)
+        for method, _ in calls:
+            budget.spend(method, self.chain.cu_cost(method))
 
     async def _send(self, calls: list[Call], label: str) -> list[Any]:
         payload: Any = [
@@ -185,16 +194,18 @@ def _results(raw: bytes, status: int, calls: list[Call], label: str) -> list[Any
     by_id = {answer.get("id"): answer for answer in answers if isinstance(answer, dict)}
     results = []
     for i, (method, _) in enumerate(calls):
-        answer = by_id.get(i)
+        # Parse errors and invalid requests answer with "id": null (JSON-RPC 2.0, 5.1).
+        answer = by_id.get(i) or by_id.get(None)
         if answer is None:
             if status != 200:
                 raise classify_http_status(status, method=label, retry_after=None)
             raise RetryableRpcError(f"{method}: no answer for this call in the response")
         error = answer.get("error")
         if error is not None:
-            raise classify_rpc_error(
-                error.get("code"), str(error.get("message", "")), method=method
-            )
+            if not isinstance(error, dict):
+                raise RetryableRpcError(f"{method}: malformed error object {error!r}")
+            message = str(error.get("message", ""))
+            raise classify_rpc_error(error.get("code"), message, method=method)
         results.append(answer.get("result"))
     return results
 
@@ -216,6 +227,8 @@ class LogScanner:
         order: str = "asc",
     ) -> AsyncIterator[LogChunk]:
         """Yield complete chunks in order; raises BudgetExhausted where the budget ends."""
+        if order not in ("asc", "desc"):
+            raise ValueError(f"order must be 'asc' or 'desc', not {order!r}")
         cost = len(call_filters) * self.client.chain.cu_cost("eth_getLogs")
         in_flight: deque[tuple[tuple[int, int], asyncio.Task[list[Log]]]] = deque()
         cursor = low if order == "asc" else high

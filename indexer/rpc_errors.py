@@ -82,6 +82,8 @@ _MAX_SPAN = [
     re.compile(r"up to a ([\d,_]+)\s*([kKmM]?) block range"),
     # QuickNode: "eth_getLogs is limited to a 10,000 range"
     re.compile(r"limited to an? ([\d,_]+)\s*([kKmM]?)(?: blocks?)? range"),
+    # Infura: "range 1000000 exceeds limit of 10000"
+    re.compile(r"exceeds limit of ([\d,_]+)\s*([kKmM]?)"),
     # Generic: "block range too large, max is 1000", "max block range 5000"
     re.compile(
         r"max(?:imum)?(?: block range)?(?: is|:|=)?\s+([\d,_]+)\s*([kKmM]?)\s*(?:blocks?)?\b"
@@ -91,7 +93,8 @@ _RANGE_PROBLEM = re.compile(
     r"block range|range too (?:large|wide)|too (?:large|wide) (?:block )?range"
     r"|more than \d[\d,]* results|response size (?:exceeded|is larger)"
     r"|exceeds? max(?:imum)? results|query returned more than|too many (?:results|logs)"
-    r"|limited to an? [\d,]+|reduc(?:e|ing) (?:the|your) (?:block )?range",
+    r"|limited to an? [\d,]+|reduc(?:e|ing) (?:the|your) (?:block )?range"
+    r"|range \d+ exceeds limit",
     re.IGNORECASE,
 )
 _TRANSIENT_TEXT = re.compile(
@@ -112,19 +115,27 @@ def parse_range_hint(message: str) -> RangeHint | None:
     """None when the message is not about the range or result size."""
     if not _RANGE_PROBLEM.search(message):
         return None
+    return RangeHint(suggested=_suggested_range(message), max_span=_max_span(message))
+
+
+def _suggested_range(message: str) -> tuple[int, int] | None:
     for pattern in _SUGGESTED_RANGE:
         found = pattern.search(message)
         if found:
             low, high = _to_int(found.group(1)), _to_int(found.group(2))
             if low <= high:
-                return RangeHint(suggested=(low, high))
+                return low, high
+    return None
+
+
+def _max_span(message: str) -> int | None:
     for pattern in _MAX_SPAN:
         found = pattern.search(message)
         if found:
             span = _to_int(found.group(1)) * _MULTIPLIER[found.group(2).lower()]
             if span > 0:
-                return RangeHint(max_span=span)
-    return RangeHint()
+                return span
+    return None
 
 
 def classify_rpc_error(code: int | None, message: str, *, method: str) -> RpcError:

@@ -78,11 +78,11 @@ PROVIDER_MESSAGES = [
     ("Log response size exceeded. You can make eth_getLogs requests with up to a 2K block "
      "range and no limit on the response size, or you can request any block range with a cap "
      "of 10K logs in the response. Based on your parameters, this block range should work: "
-     "[0x64, 0xc7]", RangeHint(suggested=(100, 199))),
+     "[0x64, 0xc7]", RangeHint(suggested=(100, 199), max_span=2000)),
     # Alchemy free tier
     ("Under the Free tier plan, you can make eth_getLogs requests with up to a 10 block range. "
      "Based on your parameters, this block range should work: [0x1, 0xa]",
-     RangeHint(suggested=(1, 10))),
+     RangeHint(suggested=(1, 10), max_span=10)),
     ("You can make eth_getLogs requests with up to a 2K block range and no limit on the "
      "response size.", RangeHint(max_span=2000)),
     # QuickNode
@@ -96,6 +96,8 @@ PROVIDER_MESSAGES = [
     ("query exceeds max results 20000, retry with the range 24542000-24542999",
      RangeHint(suggested=(24542000, 24542999))),
     ("Query timeout exceeded. Consider reducing your block range.", RangeHint()),
+    # Infura's current wording (-32602)
+    ("range 1000000 exceeds limit of 10000", RangeHint(max_span=10000)),
 ]  # fmt: skip
 
 
