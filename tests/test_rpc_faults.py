@@ -358,7 +358,7 @@ async def test_range_errors_split_by_the_providers_hint(case_id: str, in_flight:
 
 
 async def test_alchemy_free_tier_cap_is_kept_after_the_first_refusal() -> None:
-    # Regression (fixed): Alchemy's free-tier refusal names a hard cap ("up to a 10 block range") *and*
+    # Fix: Alchemy's free-tier refusal names a hard cap ("up to a 10 block range") *and*
     # suggests a range. parse_range_hint returns only the suggestion (suggested wins over
     # max_span), so AdaptiveRange.provider_cap is never set and the span doubles back to 20
     # after `grow_after` successes: the provider refuses again, every 6th call, each paid.
@@ -375,7 +375,7 @@ async def test_alchemy_free_tier_cap_is_kept_after_the_first_refusal() -> None:
 
 
 async def test_infura_block_range_limit_message_is_a_split_not_fatal() -> None:
-    # Regression (fixed): Infura's live range limit (INFURA/infura#237) answers
+    # Fix: Infura's live range limit (INFURA/infura#237) answers
     # -32602 "range 1000000 exceeds limit of 10000". No _RANGE_PROBLEM pattern matches it
     # ("range N exceeds limit of M"), so classify_rpc_error makes it a FatalRpcError
     # (invalid params) and any scan with max_block_range > 10000 on Infura fails outright.
@@ -573,7 +573,7 @@ async def test_http_401_message_points_at_the_key() -> None:
     ("code", "message"), [(-32700, "parse error"), (-32600, "invalid request")]
 )
 async def test_errors_with_a_null_id_are_still_fatal(code: int, message: str) -> None:
-    # Regression (fixed): JSON-RPC 2.0 says the id of a -32700 / -32600 answer MUST be null when the server
+    # Fix: JSON-RPC 2.0 says the id of a -32700 / -32600 answer MUST be null when the server
     # could not read it (geth does so). rpc._results looks answers up by id only, finds none,
     # and raises RetryableRpcError("no answer for this call in the response"): the fatal error
     # is retried max_attempts times, paid each time, and its message is lost.
@@ -612,7 +612,7 @@ async def test_a_retry_that_does_not_fit_is_never_sent() -> None:
 
 
 async def test_a_retry_that_cannot_be_paid_does_not_wait_first() -> None:
-    # Regression (fixed): _with_retries sleeps the backoff (here the provider's Retry-After, up to
+    # Fix: _with_retries sleeps the backoff (here the provider's Retry-After, up to
     # max_retry_after_seconds) *before* _pay finds that the retry does not fit. The window
     # blocks for nothing and then raises BudgetExhausted anyway.
     budget = WindowBudget(100)
@@ -768,7 +768,7 @@ async def test_no_safe_head_before_any_block_is_finalized() -> None:
 
 
 async def test_a_null_block_number_is_a_provider_fault() -> None:
-    # Regression (fixed): read_heads does int(result, 16) on whatever came back. A provider answering
+    # Fix: read_heads does int(result, 16) on whatever came back. A provider answering
     # {"result": null} makes it raise a bare TypeError: not an RpcError, not retried,
     # not classified (the same for a finalized block without "number": KeyError).
     budget = WindowBudget(12_000)
