@@ -19,8 +19,14 @@ K = TypeVar("K", bound=Hashable)
 TopicSet = frozenset[bytes] | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=True)
 class Log:
+    """One log as eth_getLogs returned it, mapped to plain types (treat as immutable).
+
+    Not a frozen dataclass: frozen ones set each field through object.__setattr__,
+    which made parsing the slowest step of a scan.
+    """
+
     block_number: int
     block_hash: bytes
     log_index: int
@@ -32,7 +38,7 @@ class Log:
 
 
 def _hex_bytes(value: str) -> bytes:
-    return bytes.fromhex(value[2:] if value.startswith(("0x", "0X")) else value)
+    return bytes.fromhex(value[2:] if value[:2] in ("0x", "0X") else value)
 
 
 def parse_log(raw: Mapping[str, Any], *, from_block: int, to_block: int) -> Log:
@@ -46,14 +52,14 @@ def parse_log(raw: Mapping[str, Any], *, from_block: int, to_block: int) -> Log:
             f"eth_getLogs for blocks {from_block}-{to_block} returned a log of block {block_number}"
         )
     return Log(
-        block_number=block_number,
-        block_hash=_hex_bytes(block_hash),
-        log_index=int(raw["logIndex"], 16),
-        transaction_hash=_hex_bytes(raw["transactionHash"]),
-        transaction_index=int(raw["transactionIndex"], 16),
-        address=_hex_bytes(raw["address"]),
-        topics=tuple(_hex_bytes(topic) for topic in raw["topics"]),
-        data=_hex_bytes(raw["data"]),
+        block_number,
+        _hex_bytes(block_hash),
+        int(raw["logIndex"], 16),
+        _hex_bytes(raw["transactionHash"]),
+        int(raw["transactionIndex"], 16),
+        _hex_bytes(raw["address"]),
+        tuple([_hex_bytes(topic) for topic in raw["topics"]]),
+        _hex_bytes(raw["data"]),
     )
 
 
@@ -130,25 +136,45 @@ def merge_filters(filters: Iterable[LogFilter], *, max_addresses: int = 1000) ->
     ]
 
 
+_ANY = b""  # index key for "any address" / "any topic0"
+
+
 @dataclass
 class Matcher(Generic[K]):
-    """Matches logs to many keyed filters, looking filters up by address first."""
+    """Matches logs to many keyed filters.
+
+    Filters are indexed by (address, topic0), with `_ANY` for a wildcard. A filter
+    that constrains nothing beyond those two is decided by the index alone; the
+    others are checked on their remaining topic positions. A scan matches every
+    log it fetches, so this is on the hot path.
+    """
 
     filters: Mapping[K, LogFilter]
-    _by_address: dict[bytes, list[tuple[K, LogFilter]]] = field(init=False)
-    _any_address: list[tuple[K, LogFilter]] = field(init=False)
+    _decided: dict[tuple[bytes, bytes], list[K]] = field(init=False)
+    _to_check: dict[tuple[bytes, bytes], list[tuple[K, LogFilter]]] = field(init=False)
 
     def __post_init__(self) -> None:
-        self._by_address = {}
-        self._any_address = []
+        self._decided, self._to_check = {}, {}
         for key, log_filter in self.filters.items():
-            if not log_filter.addresses:
-                self._any_address.append((key, log_filter))
-            for address in log_filter.addresses:
-                self._by_address.setdefault(address, []).append((key, log_filter))
+            for address in log_filter.addresses or (_ANY,):
+                for topic0 in log_filter.topic0 or (_ANY,):
+                    if len(log_filter.topics) <= 1:
+                        self._decided.setdefault((address, topic0), []).append(key)
+                    else:
+                        entry = (key, log_filter)
+                        self._to_check.setdefault((address, topic0), []).append(entry)
 
     def match(self, log: Log) -> list[K]:
-        candidates = self._by_address.get(log.address, [])
-        return [
-            key for key, log_filter in (*candidates, *self._any_address) if log_filter.matches(log)
-        ]
+        found: list[K] = []
+        for index_key in _index_keys(log.address, log.topics[0] if log.topics else None):
+            found.extend(self._decided.get(index_key, ()))
+            for key, log_filter in self._to_check.get(index_key, ()):
+                if log_filter.matches(log):
+                    found.append(key)
+        return found
+
+
+def _index_keys(address: bytes, topic0: bytes | None) -> tuple[tuple[bytes, bytes], ...]:
+    if topic0 is None:  # a log without topics only matches topic0 wildcards
+        return ((address, _ANY), (_ANY, _ANY))
+    return ((address, topic0), (address, _ANY), (_ANY, topic0), (_ANY, _ANY))
