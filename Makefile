@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: run test check lint types pytest migrate clean
+.PHONY: run test check lint types pytest migrate bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ node_modules/.installed: package.json package-lock.json
 
 pytest: $(STAMP) node_modules/.installed
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+## bench: benchmarks under bench/ (figures printed and written to bench/results/)
+bench: $(STAMP) node_modules/.installed
+	$(BIN)/python -m bench.rpc_scan
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache *.egg-info

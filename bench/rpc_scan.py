@@ -71,9 +71,12 @@ async def bare_loop(url: str, params: dict[str, Any], ranges: list[tuple[int, in
                     "params": [{**params, "fromBlock": hex(low), "toBlock": hex(high)}],
                 }
             )
-            async with semaphore, session.post(
-                url, data=body, headers={"Content-Type": "application/json"}
-            ) as response:
+            async with (
+                semaphore,
+                session.post(
+                    url, data=body, headers={"Content-Type": "application/json"}
+                ) as response,
+            ):
                 return len(orjson.loads(await response.read())["result"])
 
         counts = await asyncio.gather(*(fetch(low, high) for low, high in ranges))
@@ -144,7 +147,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
               f"{time.perf_counter() - started:.1f} s", flush=True)  # fmt: skip
         sample = chain.get_logs(node.url, low, low)
         topic0s = sorted({bytes.fromhex(raw["topics"][0][2:]) for raw in sample if raw["topics"]})
-        topic1s = sorted({bytes.fromhex(r["topics"][1][2:]) for r in sample if len(r["topics"]) > 1})
+        topic1s = sorted(
+            {bytes.fromhex(r["topics"][1][2:]) for r in sample if len(r["topics"]) > 1}
+        )
         subscriptions = build_subscriptions(contracts, topic0s, topic1s)
         calls = merge_filters(subscriptions.values())
         params = calls[0].to_rpc(low, high)
