@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -83,7 +82,3 @@ async def connect(url: str, *, timeout: float = 10.0) -> asyncpg.Connection:
         ) from exc
     await _init_connection(conn)
     return conn
-
-
-def record_to_dict(record: asyncpg.Record | None) -> dict[str, Any] | None:
-    return None if record is None else dict(record.items())

@@ -84,14 +84,6 @@ class RpcClient:
         ) as session:
             yield cls(str(chain.rpc_url), session, chain, **kwargs)
 
-    async def call(self, method: str, params: list[Any], budget: WindowBudget) -> Any:
-        [result] = await self._with_retries([(method, params)], budget, lambda results: results)
-        return result
-
-    async def batch(self, calls: Sequence[Call], budget: WindowBudget) -> list[Any]:
-        """Several calls in one HTTP round trip (each still paid at its own weight)."""
-        return await self._with_retries(list(calls), budget, lambda results: results)
-
     async def get_logs(
         self, log_filter: LogFilter, from_block: int, to_block: int, budget: WindowBudget
     ) -> list[Log]:

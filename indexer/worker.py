@@ -1,7 +1,8 @@
 """The worker process: APScheduler (3.x, asyncio) running logfill's periodic jobs.
 
-Jobs added here run in every worker. Window jobs (one leader per chain per
-tick) are added by the window module.
+Jobs added here run in every worker. The backfill window jobs (one leader per
+chain per tick) come with the window issue; today the worker purges expired
+Idempotency-Key records.
 """
 
 from __future__ import annotations
