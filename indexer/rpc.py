@@ -1,7 +1,8 @@
 """The metered JSON-RPC client: the only way logfill talks to a chain.
 
-Transport is aiohttp + orjson (measured ~10x faster than web3.py's get_logs on
-the same work; see README). Every attempt is paid from the window's budget
+Transport is aiohttp, with msgspec decoding eth_getLogs answers straight into
+typed structs (measured faster than orjson into dicts, and ~10x faster than
+web3.py's get_logs on the same work; see README). Every attempt is paid from the window's budget
 before it is sent; failures are classified in `rpc_errors`; values are mapped
 to plain types here, at the boundary.
 """
@@ -14,14 +15,14 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import aiohttp
-import orjson
+import msgspec
 import structlog
 
 from indexer.budget import BudgetExhausted, WindowBudget, backoff_delay
-from indexer.filters import Log, LogFilter, parse_log
+from indexer.filters import Log, LogFilter, WireLog, parse_logs
 from indexer.ranges import AdaptiveRange, after_chunk, next_chunk
 from indexer.rpc_errors import (
     ProviderFault,
@@ -38,6 +39,19 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 Call = tuple[str, list[Any]]
 _HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+
+
+class _Answer(msgspec.Struct, Generic[T], gc=False):
+    """One JSON-RPC response object; `error` stays loose to classify what providers send."""
+
+    id: Any = None
+    result: T | None = None
+    error: Any = None
+
+
+_ANY_DECODER = msgspec.json.Decoder(list[_Answer[Any]] | _Answer[Any])
+_LOGS_DECODER = msgspec.json.Decoder(list[_Answer[list[WireLog]]] | _Answer[list[WireLog]])
+_ENCODER = msgspec.json.Encoder()
 
 
 @dataclass(frozen=True)
@@ -79,24 +93,21 @@ class RpcClient:
         timeout = aiohttp.ClientTimeout(
             total=chain.request_timeout_seconds, sock_connect=chain.connect_timeout_seconds
         )
-        async with aiohttp.ClientSession(
-            connector=connector, timeout=timeout, json_serialize=lambda v: orjson.dumps(v).decode()
-        ) as session:
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
             yield cls(str(chain.rpc_url), session, chain, **kwargs)
 
     async def get_logs(
         self, log_filter: LogFilter, from_block: int, to_block: int, budget: WindowBudget
     ) -> list[Log]:
         def decode(results: list[Any]) -> list[Log]:
-            try:
-                return [
-                    parse_log(raw, from_block=from_block, to_block=to_block) for raw in results[0]
-                ]
-            except (KeyError, ValueError, TypeError, AttributeError) as exc:
-                raise ProviderFault(f"eth_getLogs returned a malformed log: {exc!r}") from exc
+            if results[0] is None:
+                raise ProviderFault("eth_getLogs answered with neither a result nor an error")
+            return parse_logs(results[0], from_block=from_block, to_block=to_block)
 
         params = [log_filter.to_rpc(from_block, to_block)]
-        return await self._with_retries([("eth_getLogs", params)], budget, decode)
+        return await self._with_retries(
+            [("eth_getLogs", params)], budget, decode, decoder=_LOGS_DECODER
+        )
 
     async def read_heads(self, budget: WindowBudget) -> Heads:
         """The head and the safe head, in one round trip."""
@@ -117,13 +128,18 @@ class RpcClient:
             raise ProviderFault(f"malformed head in {results!r}") from exc
 
     async def _with_retries(
-        self, calls: list[Call], budget: WindowBudget, decode: Callable[[list[Any]], T]
+        self,
+        calls: list[Call],
+        budget: WindowBudget,
+        decode: Callable[[list[Any]], T],
+        *,
+        decoder: msgspec.json.Decoder[Any] = _ANY_DECODER,
     ) -> T:
         label = "+".join(method for method, _ in calls)
         for attempt in range(self.chain.max_attempts):
             self._pay(calls, budget)
             try:
-                return decode(await self._send(calls, label))
+                return decode(await self._send(calls, label, decoder))
             except RetryableRpcError as exc:
                 delay = backoff_delay(attempt, jitter=self._jitter(), retry_after=exc.retry_after)
                 if attempt + 1 >= self.chain.max_attempts:
@@ -155,12 +171,14 @@ class RpcClient:
         for method, _ in calls:
             budget.spend(method, self.chain.cu_cost(method))
 
-    async def _send(self, calls: list[Call], label: str) -> list[Any]:
+    async def _send(
+        self, calls: list[Call], label: str, decoder: msgspec.json.Decoder[Any]
+    ) -> list[Any]:
         payload: Any = [
             {"jsonrpc": "2.0", "id": i, "method": method, "params": params}
             for i, (method, params) in enumerate(calls)
         ]
-        body = orjson.dumps(payload[0] if len(payload) == 1 else payload)
+        body = _ENCODER.encode(payload[0] if len(payload) == 1 else payload)
         try:
             async with self._session.post(self.url, data=body, headers=_HEADERS) as response:
                 status = response.status
@@ -172,18 +190,24 @@ class RpcClient:
             raise RetryableRpcError(f"{label}: {type(exc).__name__}: {exc}") from exc
         if status in (401, 403, 429) or status >= 500:
             raise classify_http_status(status, method=label, retry_after=retry_after)
-        return _results(raw, status, calls, label)
+        return _results(raw, status, calls, label, decoder)
 
 
-def _results(raw: bytes, status: int, calls: list[Call], label: str) -> list[Any]:
+def _results(
+    raw: bytes, status: int, calls: list[Call], label: str, decoder: msgspec.json.Decoder[Any]
+) -> list[Any]:
     try:
-        decoded = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+        decoded = decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        if status != 200:
+            raise classify_http_status(status, method=label, retry_after=None) from exc
+        raise ProviderFault(f"{label}: malformed answer: {exc}") from exc
+    except msgspec.DecodeError as exc:
         if status != 200:
             raise classify_http_status(status, method=label, retry_after=None) from exc
         raise RetryableRpcError(f"{label}: truncated or invalid JSON ({len(raw)} bytes)") from exc
-    answers = decoded if isinstance(decoded, list) else [decoded]
-    by_id = {answer.get("id"): answer for answer in answers if isinstance(answer, dict)}
+    answers: list[_Answer[Any]] = decoded if isinstance(decoded, list) else [decoded]
+    by_id = {answer.id: answer for answer in answers}
     results = []
     for i, (method, _) in enumerate(calls):
         # Parse errors and invalid requests answer with "id": null (JSON-RPC 2.0, 5.1).
@@ -192,13 +216,13 @@ def _results(raw: bytes, status: int, calls: list[Call], label: str) -> list[Any
             if status != 200:
                 raise classify_http_status(status, method=label, retry_after=None)
             raise RetryableRpcError(f"{method}: no answer for this call in the response")
-        error = answer.get("error")
+        error = answer.error
         if error is not None:
             if not isinstance(error, dict):
                 raise RetryableRpcError(f"{method}: malformed error object {error!r}")
             message = str(error.get("message", ""))
             raise classify_rpc_error(error.get("code"), message, method=method)
-        results.append(answer.get("result"))
+        results.append(answer.result)
     return results
 
 

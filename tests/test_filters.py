@@ -9,12 +9,12 @@ import pytest
 from indexer.filters import Log, LogFilter, Matcher, merge_filters, parse_log
 from indexer.rpc_errors import ProviderFault
 
-A, B, C = (bytes([i]) * 20 for i in (1, 2, 3))
-T1, T2, T3, T4 = (bytes([i]) * 32 for i in (0x11, 0x22, 0x33, 0x44))
+A, B, C = ("0x" + f"{i:02x}" * 20 for i in (1, 2, 3))
+T1, T2, T3, T4 = ("0x" + f"{i:02x}" * 32 for i in (0x11, 0x22, 0x33, 0x44))
 
 
-def make_log(address: bytes = A, topics: tuple[bytes, ...] = (T1,), index: int = 0) -> Log:
-    return Log(10, b"\x99" * 32, index, b"\x77" * 32, 0, address, topics, b"")
+def make_log(address: str = A, topics: tuple[str, ...] = (T1,), index: int = 0) -> Log:
+    return Log(10, "0x" + "99" * 32, index, "0x" + "77" * 32, 0, address, topics, "0x")
 
 
 @pytest.mark.parametrize(
@@ -45,8 +45,8 @@ def test_filter_rpc_params_are_canonical() -> None:
     assert params == {
         "fromBlock": "0x10",
         "toBlock": "0x1f",
-        "address": ["0x" + A.hex(), "0x" + B.hex()],
-        "topics": [None, ["0x" + T1.hex(), "0x" + T2.hex()]],
+        "address": [A, B],
+        "topics": [None, [T1, T2]],
     }
 
 
@@ -70,7 +70,7 @@ def test_merged_calls(filters: list[LogFilter], calls: list[LogFilter]) -> None:
 
 
 def test_merged_calls_split_above_max_addresses() -> None:
-    addresses = [i.to_bytes(20, "big") for i in range(2500)]
+    addresses = ["0x" + i.to_bytes(20, "big").hex() for i in range(2500)]
     filters = [LogFilter.build([a], [[T1]]) for a in addresses]
     calls = merge_filters(filters, max_addresses=1000)
     assert [len(call.addresses) for call in calls] == [1000, 1000, 500]
@@ -96,8 +96,8 @@ def test_matcher_finds_every_subscription_of_a_log() -> None:
 
 def raw_log(**overrides: Any) -> dict[str, Any]:
     raw = {
-        "address": "0x" + A.hex(),
-        "topics": ["0x" + T1.hex()],
+        "address": A,
+        "topics": [T1],
         "data": "0x0102",
         "blockNumber": "0x10",
         "blockHash": "0x" + "ab" * 32,
@@ -112,7 +112,17 @@ def raw_log(**overrides: Any) -> dict[str, Any]:
 
 def test_parse_log_maps_to_plain_types() -> None:
     log = parse_log(raw_log(), from_block=16, to_block=16)
-    assert log == Log(16, b"\xab" * 32, 5, b"\xcd" * 32, 2, A, (T1,), b"\x01\x02")
+    assert log == Log(16, "0x" + "ab" * 32, 5, "0x" + "cd" * 32, 2, A, (T1,), "0x0102")
+    assert log.row_values() == (
+        16, b"\xab" * 32, 5, b"\xcd" * 32, 2, b"\x01" * 20, [b"\x11" * 32], b"\x01\x02"
+    )  # fmt: skip
+
+
+def test_filters_and_logs_normalise_hex_case_and_accept_bytes() -> None:
+    log = parse_log(raw_log(address=A.upper().replace("0X", "0x")), from_block=16, to_block=16)
+    assert log.address == A
+    assert LogFilter.build([bytes.fromhex(A[2:])], [[T1.upper()]]) == LogFilter.build([A], [[T1]])
+    assert LogFilter.build([A]).matches(log)
 
 
 @pytest.mark.parametrize(
@@ -122,6 +132,11 @@ def test_parse_log_maps_to_plain_types() -> None:
         ({"blockNumber": "0x0f"}, "returned a log of block 15"),
         ({"blockHash": None}, "pending or removed"),
         ({"removed": True}, "pending or removed"),
+        ({"transactionHash": None}, "pending or removed"),
+        ({"logIndex": "0xzz"}, "malformed log"),
+        ({"address": "0x1234"}, "malformed log"),
+        ({"topics": ["0x" + "11" * 32] * 5}, "malformed log"),
+        ({"topics": "nope"}, "malformed log"),
     ],
 )
 def test_impossible_logs_are_provider_faults(overrides: dict[str, Any], reason: str) -> None:
