@@ -10,10 +10,11 @@ to plain types here, at the boundary.
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -139,7 +140,9 @@ class RpcClient:
         for attempt in range(self.chain.max_attempts):
             self._pay(calls, budget)
             try:
-                return decode(await self._send(calls, label, decoder))
+                status, raw = await self._send(calls, label)
+                with _collector_paused():
+                    return decode(_results(raw, status, calls, label, decoder))
             except RetryableRpcError as exc:
                 delay = backoff_delay(attempt, jitter=self._jitter(), retry_after=exc.retry_after)
                 if attempt + 1 >= self.chain.max_attempts:
@@ -171,9 +174,7 @@ class RpcClient:
         for method, _ in calls:
             budget.spend(method, self.chain.cu_cost(method))
 
-    async def _send(
-        self, calls: list[Call], label: str, decoder: msgspec.json.Decoder[Any]
-    ) -> list[Any]:
+    async def _send(self, calls: list[Call], label: str) -> tuple[int, bytes]:
         payload: Any = [
             {"jsonrpc": "2.0", "id": i, "method": method, "params": params}
             for i, (method, params) in enumerate(calls)
@@ -190,7 +191,24 @@ class RpcClient:
             raise RetryableRpcError(f"{label}: {type(exc).__name__}: {exc}") from exc
         if status in (401, 403, 429) or status >= 500:
             raise classify_http_status(status, method=label, retry_after=retry_after)
-        return _results(raw, status, calls, label, decoder)
+        return status, raw
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic GC while one answer is decoded.
+
+    Decoding 10,000 logs allocates tens of thousands of containers, none in a
+    cycle; each allocation burst set off collections that walked every live
+    object, a fifth of a scan's time. Reference counting still frees everything.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _results(
