@@ -93,7 +93,7 @@ async def _serve(settings: Settings, url: str, *, api: bool, worker: bool) -> No
         if api:
             runner = await _start_api(settings, pool)
         if worker:
-            await run_worker(settings, pool, stop)
+            await run_worker(settings, pool, stop, serve_metrics=not api)
         else:
             await stop.wait()
     finally:

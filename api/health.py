@@ -1,8 +1,9 @@
-"""Operations endpoints: liveness and readiness (not under /v1, no auth)."""
+"""Operations endpoints: liveness, readiness and metrics (not under /v1, no auth)."""
 
 from __future__ import annotations
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.keys import MIGRATIONS, POOL
 from api.problems import problem_response
@@ -37,6 +38,12 @@ async def readyz(request: web.Request) -> web.Response:
     )
 
 
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text format: this process's windows, deliveries and requests."""
+    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
 def add_health_routes(app: web.Application) -> None:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)

@@ -47,6 +47,9 @@ class ChainSettings(BaseModel):
     max_retry_after_seconds: Annotated[float, Field(ge=0)] = 30.0
     max_calls_in_flight: Annotated[int, Field(ge=1, le=64)] = 4
     max_addresses_per_call: Annotated[int, Field(ge=1)] = 1000
+    # A window's leader holds the chain this long past its last commit; if it
+    # dies, another worker takes over once the lease has run out.
+    lease_seconds: Annotated[float, Field(gt=0)] = 30.0
 
     @field_validator("cu_weights")
     @classmethod
@@ -83,6 +86,12 @@ class Settings(BaseSettings):
 
     idempotency_ttl_seconds: PositiveInt = 86400
     maintenance_interval_seconds: Annotated[float, Field(gt=0)] = 600.0
+
+    # Backfill matches per webhook delivery (one outbox row, one POST).
+    webhook_max_events_per_delivery: Annotated[int, Field(ge=1, le=10000)] = 100
+    # `logfill worker` serves Prometheus metrics here (0: not served). `logfill
+    # run` serves them on the API's /metrics instead.
+    worker_metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9101
 
     @field_validator("data_dir")
     @classmethod

@@ -1,8 +1,8 @@
 """The worker process: APScheduler (3.x, asyncio) running logfill's periodic jobs.
 
-Jobs added here run in every worker. The backfill window jobs (one leader per
-chain per tick) come with the window issue; today the worker purges expired
-Idempotency-Key records.
+Every worker schedules, per configured chain, the backfill window every
+`tick_seconds`; the lease in `chain_state` lets exactly one of them run it per
+tick. Every worker also purges expired Idempotency-Key records.
 """
 
 from __future__ import annotations
@@ -10,13 +10,16 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+from datetime import UTC, datetime
 
 import asyncpg
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from prometheus_client import start_http_server
 
 from indexer.queries import QUERIES
 from indexer.settings import Settings
+from indexer.window import run_window
 
 log = structlog.get_logger(__name__)
 
@@ -33,7 +36,17 @@ async def purge_expired_idempotency_keys(pool: asyncpg.Pool) -> None:
         log.info("idempotency_keys_purged", count=purged)
 
 
-def build_scheduler(settings: Settings, pool: asyncpg.Pool) -> AsyncIOScheduler:
+async def window_job(pool: asyncpg.Pool, settings: Settings, chain_id: int, worker: str) -> None:
+    """One tick for one chain; a failure is logged and the next tick tries again."""
+    try:
+        await run_window(pool, settings, chain_id, worker)
+    except Exception:
+        log.exception("window_failed", chain_id=chain_id, worker=worker)
+
+
+def build_scheduler(
+    settings: Settings, pool: asyncpg.Pool, worker: str | None = None
+) -> AsyncIOScheduler:
     scheduler = AsyncIOScheduler(
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30}
     )
@@ -44,12 +57,26 @@ def build_scheduler(settings: Settings, pool: asyncpg.Pool) -> AsyncIOScheduler:
         args=[pool],
         id="purge_expired_idempotency_keys",
     )
+    for chain_id, chain in sorted(settings.chains.items()):
+        scheduler.add_job(
+            window_job,
+            "interval",
+            seconds=chain.tick_seconds,
+            args=[pool, settings, chain_id, worker or worker_name()],
+            id=f"window:{chain_id}",
+            next_run_time=datetime.now(UTC),  # the first window right away
+        )
     return scheduler
 
 
-async def run_worker(settings: Settings, pool: asyncpg.Pool, stop: asyncio.Event) -> None:
+async def run_worker(
+    settings: Settings, pool: asyncpg.Pool, stop: asyncio.Event, *, serve_metrics: bool = True
+) -> None:
     """Run the scheduler until `stop` is set, then shut it down."""
     scheduler = build_scheduler(settings, pool)
+    if serve_metrics and settings.worker_metrics_port:
+        start_http_server(settings.worker_metrics_port, addr=settings.api_host)
+        log.info("metrics_listening", port=settings.worker_metrics_port)
     scheduler.start()
     log.info("worker_started", worker=worker_name(), chains=sorted(settings.chains))
     try:

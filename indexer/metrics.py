@@ -1,0 +1,29 @@
+"""Prometheus metrics of the window job (and, later, of deliveries).
+
+The worker serves them on `LOGFILL_WORKER_METRICS_PORT`; `logfill run` on the
+API's `/metrics`.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+CU_SPENT = Counter("logfill_cu_spent_total", "Compute units spent on RPC calls", ["chain_id"])
+RPC_CALLS = Counter(
+    "logfill_rpc_calls_total", "RPC attempts paid from window budgets", ["chain_id"]
+)
+WINDOWS = Counter("logfill_windows_total", "Backfill windows run", ["chain_id", "outcome"])
+MATCHES = Counter("logfill_matches_total", "Matches committed by windows", ["chain_id", "kind"])
+CREDITS_CHARGED = Counter("logfill_credits_charged_total", "Credits charged", ["chain_id"])
+BUDGET_UTILISATION = Gauge(
+    "logfill_window_budget_utilisation", "CU spent / budget of the last window", ["chain_id"]
+)
+QUEUE_DEPTH = Gauge(
+    "logfill_backfill_requests", "Backfill requests by status", ["chain_id", "status"]
+)
+WINDOW_DURATION = Histogram(
+    "logfill_window_duration_seconds",
+    "Wall time of one window",
+    ["chain_id"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+)

@@ -1,0 +1,177 @@
+"""Pure planning for one window: who is served next, over which blocks, and when
+queued work will likely start and finish.
+
+Nothing here touches the database, the network or the clock; the window
+(`indexer.window`) feeds it state and applies its decisions.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from indexer import intervals
+from indexer.intervals import Blocks
+
+
+@dataclass
+class RequestState:
+    """A runnable backfill request as the window sees it."""
+
+    id: uuid.UUID
+    workspace_id: uuid.UUID
+    subscription_id: uuid.UUID
+    order: str
+    remaining: Blocks
+    queued_at: datetime
+    cursor: int | None = None
+
+    def __post_init__(self) -> None:
+        self.cursor = intervals.cursor_of(self.remaining, self.order)
+
+    def next_segment(self, safe_head: int) -> tuple[int, int] | None:
+        """The contiguous run of blocks this request scans next, if it is safe yet.
+
+        Ascending requests scan up to the safe head and wait there; descending
+        ones start at their top block, so they wait until it is safe.
+        """
+        if not self.remaining:
+            return None
+        if self.order == "desc":
+            low, high = self.remaining[-1]
+            return (low, high) if high <= safe_head else None
+        low, high = self.remaining[0]
+        return (low, min(high, safe_head)) if low <= safe_head else None
+
+
+@dataclass(frozen=True)
+class Slice:
+    """Blocks [low, high] scanned in `order` for one lead request and its companions."""
+
+    low: int
+    high: int
+    order: str
+    lead: uuid.UUID
+    served: Mapping[uuid.UUID, Blocks]  # request id -> its blocks inside the slice
+
+
+@dataclass
+class FairShare:
+    """CU each workspace has been served this window (its part of shared calls)."""
+
+    spent: dict[uuid.UUID, float] = field(default_factory=dict)
+
+    def charge(self, workspaces: Iterable[uuid.UUID], cu: int) -> None:
+        served = sorted(set(workspaces))
+        for workspace in served:
+            self.spent[workspace] = self.spent.get(workspace, 0.0) + cu / len(served)
+
+
+def plan_slice(
+    requests: Sequence[RequestState],
+    *,
+    safe_head: int,
+    share: FairShare,
+    quantum_blocks: int,
+) -> Slice | None:
+    """The next slice: the least-served workspace's oldest request leads.
+
+    The lead scans its next segment, capped at `quantum_blocks` while another
+    workspace also has work (a long request queued first must not hold back a
+    short one of another workspace). Every other request whose remaining blocks
+    overlap the slice is served by the same calls, for its part of it.
+    """
+    ready = [r for r in requests if r.next_segment(safe_head) is not None]
+    if not ready:
+        return None
+    oldest: dict[uuid.UUID, RequestState] = {}
+    for request in sorted(ready, key=lambda r: (r.queued_at, str(r.id))):
+        oldest.setdefault(request.workspace_id, request)
+    lead = min(
+        oldest.values(),
+        key=lambda r: (share.spent.get(r.workspace_id, 0.0), r.queued_at, str(r.id)),
+    )
+    segment = lead.next_segment(safe_head)
+    assert segment is not None
+    low, high = segment
+    if len(oldest) > 1 and high - low + 1 > quantum_blocks:
+        if lead.order == "desc":
+            low = high - quantum_blocks + 1
+        else:
+            high = low + quantum_blocks - 1
+    served = {}
+    for request in requests:
+        part = intervals.intersect(request.remaining, low, min(high, safe_head))
+        if part:
+            served[request.id] = part
+    return Slice(low, high, lead.order, lead.id, served)
+
+
+def paid_cutoff(
+    new_matches: Sequence[tuple[int, int]], balance: int, order: str
+) -> tuple[int, int | None]:
+    """How many of a workspace's new matches it can pay, and the first unpaid block.
+
+    `new_matches` are (block, log_index) in scan order. Matches are paid in that
+    order up to `balance`; the scan of that workspace stops at the block of the
+    first unpaid match (None: all paid), which is scanned again after a top-up.
+    """
+    if len(new_matches) <= balance:
+        return len(new_matches), None
+    return balance, new_matches[balance][0]
+
+
+@dataclass(frozen=True)
+class QueuedWork:
+    request_id: uuid.UUID
+    blocks: int  # blocks still to scan
+
+
+@dataclass(frozen=True)
+class Estimate:
+    start_at: datetime
+    finish_at: datetime
+
+
+def estimate_queue(
+    queue: Sequence[QueuedWork],
+    *,
+    now: datetime,
+    span: int,
+    call_cu: int,
+    window_cu: int,
+    head_cu: int,
+    tick_seconds: float,
+) -> dict[uuid.UUID, Estimate]:
+    """When each request of a chain's FIFO queue starts and finishes, if served alone.
+
+    Each window buys (window_cu - head_cu) // call_cu eth_getLogs calls of
+    `span` blocks. This ignores batching (which only makes things sooner) and
+    fair share between workspaces (which reorders, not adds, work).
+    """
+    calls_per_window = max(1, (window_cu - head_cu) // call_cu)
+    estimates = {}
+    calls_before = 0
+    for work in queue:
+        calls = math.ceil(work.blocks / span) if work.blocks else 0
+        start_window = calls_before // calls_per_window
+        finish_window = (calls_before + max(calls, 1) - 1) // calls_per_window
+        estimates[work.request_id] = Estimate(
+            now + timedelta(seconds=start_window * tick_seconds),
+            now + timedelta(seconds=(finish_window + 1) * tick_seconds),
+        )
+        calls_before += calls
+    return estimates
+
+
+def estimate_request(
+    blocks: int, *, span: int, call_cu: int, window_cu: int, head_cu: int
+) -> tuple[int, int, int]:
+    """Calls, CU and windows for `blocks` blocks scanned alone (a dry run)."""
+    calls = math.ceil(blocks / span) if blocks else 0
+    calls_per_window = max(1, (window_cu - head_cu) // call_cu)
+    windows = math.ceil(calls / calls_per_window) if calls else 0
+    return calls, calls * call_cu + windows * head_cu, windows
