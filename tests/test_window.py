@@ -36,6 +36,7 @@ async def test_a_backfill_stores_exactly_what_eth_get_logs_returns(
     expected = keys_of(chain.get_logs(log_corpus.url, low, high, address=address))
     assert expected and await stored_matches(conn, subscription) == expected
     row = await conn.fetchrow("SELECT * FROM backfill_requests WHERE id = $1", request)
+    assert row is not None
     assert row["status"] == "completed" and row["cursor"] is None
     assert row["new_matches"] == row["credits_charged"] == len(expected)
     assert row["blocks_scanned"] == high - low + 1

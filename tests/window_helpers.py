@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 
 from indexer.db import create_pool
-from indexer.settings import Settings
+from indexer.settings import ChainSettings, Settings
 from indexer.window import WindowReport, run_window
 
 TERMINAL = ("completed", "completed_noop", "cancelled", "failed")
@@ -19,7 +19,9 @@ TERMINAL = ("completed", "completed_noop", "cancelled", "failed")
 def window_settings(rpc_url: str, chain_id: int = 1, **chain: Any) -> Settings:
     """Settings with one chain on `rpc_url`; no confirmations (anvil's head is final)."""
     chain_config = {"rpc_url": rpc_url, "confirmations": 0, "tick_seconds": 0.2, **chain}
-    return Settings(chains={chain_id: chain_config}, worker_metrics_port=0)  # type: ignore[arg-type]
+    return Settings(
+        chains={chain_id: ChainSettings.model_validate(chain_config)}, worker_metrics_port=0
+    )
 
 
 @asynccontextmanager
