@@ -1,0 +1,196 @@
+"""Windows against a scripted fake provider: scale and faults a real node will not produce.
+
+The fake's synthetic chain can be 20 million blocks long, and it answers with
+503s, provider errors and slow calls on demand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import asyncpg
+
+from indexer.window import run_window
+from tests.factories import make_workspace
+from tests.fake_provider import (
+    ADDRESS_A,
+    FakeProvider,
+    JsonCall,
+    SyntheticChain,
+    delayed,
+    http_error,
+    rpc_error,
+)
+from tests.window_helpers import (
+    create_backfill,
+    create_subscription,
+    run_until_settled,
+    window_pool,
+    window_settings,
+)
+
+GET_LOGS_CU = 60
+HEAD_CU = 10
+
+
+def sparse(block: int) -> int:
+    return 1 if block % 50 == 0 else 0
+
+
+async def status_of(conn: asyncpg.Connection, request: uuid.UUID) -> asyncpg.Record:
+    row = await conn.fetchrow(
+        "SELECT status, cursor, blocks_scanned, error, last_transient_error"
+        " FROM backfill_requests WHERE id = $1",
+        request,
+    )
+    assert row is not None
+    return row
+
+
+async def one_request(
+    conn: asyncpg.Connection, low: int, high: int, **columns: Any
+) -> tuple[uuid.UUID, uuid.UUID]:
+    workspace = await make_workspace(conn, credits=1_000_000)
+    subscription = await create_subscription(conn, workspace, addresses=[ADDRESS_A])
+    return workspace, await create_backfill(conn, subscription, low, high, **columns)
+
+
+async def test_a_short_request_of_another_workspace_is_not_held_back_by_a_huge_one(
+    conn: asyncpg.Connection, database_url: str
+) -> None:
+    chain = SyntheticChain(logs_per_block=sparse, head=20_000_000, finalized=None)
+    _, huge = await one_request(conn, 0, 9_999_999)  # queued first
+    _, short = await one_request(conn, 15_000_000, 15_000_999)
+    async with FakeProvider(chain=chain) as fake, window_pool(database_url) as pool:
+        settings = window_settings(fake.url, max_block_range=100, window_budget_cu=1_210)
+        first = await run_window(pool, settings, 1, "test-worker")
+        second = await run_window(pool, settings, 1, "test-worker")
+
+    assert first is not None and second is not None
+    assert (await status_of(conn, short))["status"] == "completed"
+    assert (await status_of(conn, huge))["status"] == "processing"
+    assert first.cu_spent <= 1_210 and second.cu_spent <= 1_210
+
+
+async def test_retries_are_paid_and_no_window_spends_more_than_its_budget(
+    conn: asyncpg.Connection, database_url: str
+) -> None:
+    calls = 0
+
+    def every_third_fails(call: JsonCall) -> Any:
+        nonlocal calls
+        if call["method"] != "eth_getLogs":
+            return None
+        calls += 1
+        return http_error(503) if calls % 3 == 0 else None
+
+    _, request = await one_request(conn, 1_000, 3_999)
+    async with (
+        FakeProvider(chain=SyntheticChain(logs_per_block=sparse), rule=every_third_fails) as fake,
+        window_pool(database_url) as pool,
+    ):
+        settings = window_settings(fake.url, max_block_range=100, window_budget_cu=500)
+        await run_until_settled(pool, settings, [request])
+        received = [r.methods for r in fake.received]
+
+    windows = await conn.fetch("SELECT budget_cu, cu_spent, calls FROM windows")
+    assert all(w["cu_spent"] <= w["budget_cu"] == 500 for w in windows)
+    get_logs = sum(m == ["eth_getLogs"] for m in received)
+    heads = sum(m == ["eth_blockNumber"] for m in received)
+    assert get_logs > 30 and calls // 3 > 5  # 30 chunks, and retries happened
+    assert sum(w["cu_spent"] for w in windows) == GET_LOGS_CU * get_logs + HEAD_CU * heads
+    assert sum(w["calls"] for w in windows) == len(received)
+    assert (await status_of(conn, request))["status"] == "completed"
+
+
+async def test_provider_trouble_never_fails_a_request(
+    conn: asyncpg.Connection, database_url: str
+) -> None:
+    def get_logs_down(call: JsonCall) -> Any:
+        return http_error(503) if call["method"] == "eth_getLogs" else None
+
+    _, request = await one_request(conn, 1_000, 1_999)
+    async with (
+        FakeProvider(chain=SyntheticChain(), rule=get_logs_down) as fake,
+        window_pool(database_url) as pool,
+    ):
+        settings = window_settings(fake.url, max_attempts=2)
+        for _ in range(3):
+            await run_window(pool, settings, 1, "test-worker")
+
+    row = await status_of(conn, request)
+    assert row["status"] == "queued" and row["cursor"] == 1_000 and row["error"] is None
+    assert "503" in row["last_transient_error"]
+    errors = await conn.fetch("SELECT errors FROM windows ORDER BY id")
+    assert [w["errors"] for w in errors] == [1, 1, 1]
+
+
+async def test_a_non_retryable_error_fails_the_request_with_the_providers_words(
+    conn: asyncpg.Connection, database_url: str
+) -> None:
+    def invalid_params(call: JsonCall) -> Any:
+        if call["method"] == "eth_getLogs":
+            return rpc_error(-32602, "invalid argument 0: address list too long")
+        return None
+
+    _, request = await one_request(conn, 1_000, 1_999)
+    async with (
+        FakeProvider(chain=SyntheticChain(), rule=invalid_params) as fake,
+        window_pool(database_url) as pool,
+    ):
+        await run_until_settled(pool, window_settings(fake.url), [request])
+
+    row = await status_of(conn, request)
+    assert row["status"] == "failed" and row["cursor"] is None
+    assert "address list too long" in row["error"]
+
+
+async def test_a_single_block_too_large_for_the_provider_fails_naming_the_block(
+    conn: asyncpg.Connection, database_url: str
+) -> None:
+    def too_many_results(call: JsonCall) -> Any:
+        if call["method"] == "eth_getLogs":
+            return rpc_error(-32005, "query returned more than 10000 results")
+        return None
+
+    _, request = await one_request(conn, 1_000, 1_007)
+    async with (
+        FakeProvider(chain=SyntheticChain(), rule=too_many_results) as fake,
+        window_pool(database_url) as pool,
+    ):
+        await run_until_settled(pool, window_settings(fake.url), [request])
+
+    row = await status_of(conn, request)
+    assert row["status"] == "failed" and "block 1000" in row["error"]
+
+
+async def test_a_cancel_takes_effect_at_the_next_call_boundary(
+    conn: asyncpg.Connection, database_url: str
+) -> None:
+    def slow(call: JsonCall) -> Any:
+        return delayed(0.2) if call["method"] == "eth_getLogs" else None
+
+    _, request = await one_request(conn, 1_000, 1_999)
+    async with (
+        FakeProvider(chain=SyntheticChain(logs_per_block=sparse), rule=slow) as fake,
+        window_pool(database_url) as pool,
+    ):
+        settings = window_settings(fake.url, max_block_range=10, max_calls_in_flight=1)
+        window = asyncio.create_task(run_window(pool, settings, 1, "test-worker"))
+        while (await status_of(conn, request))["blocks_scanned"] == 0:
+            await asyncio.sleep(0.02)
+        await conn.execute(
+            "UPDATE backfill_requests SET status = 'cancelled', cursor = NULL,"
+            " finished_at = now() WHERE id = $1",
+            request,
+        )
+        scanned_at_cancel = (await status_of(conn, request))["blocks_scanned"]
+        report = await window
+
+    assert report is not None and report.stats.error is None
+    row = await status_of(conn, request)
+    assert row["status"] == "cancelled" and row["blocks_scanned"] == scanned_at_cancel < 1_000
+    # at most the call in flight at the cancel was paid for and dropped
+    assert report.calls <= 1 + scanned_at_cancel // 10 + 2
