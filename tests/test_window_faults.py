@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
+from prometheus_client import generate_latest
+from structlog.testing import capture_logs
 
 from indexer.window import run_window
 from tests.factories import make_workspace
@@ -194,3 +197,37 @@ async def test_a_cancel_takes_effect_at_the_next_call_boundary(
     assert row["status"] == "cancelled" and row["blocks_scanned"] == scanned_at_cancel < 1_000
     # at most the call in flight at the cancel was paid for and dropped
     assert report.calls <= 1 + scanned_at_cancel // 10 + 2
+
+
+async def test_queued_requests_get_an_eta_and_the_window_is_measured(
+    conn: asyncpg.Connection, database_url: str
+) -> None:
+    workspace, first = await one_request(conn, 1_000, 5_999)
+    subscription = await create_subscription(conn, workspace, addresses=[ADDRESS_A])
+    second = await create_backfill(conn, subscription, 10_000, 10_999)  # FIFO: waits
+    async with FakeProvider(chain=SyntheticChain(logs_per_block=sparse)) as fake:
+        settings = window_settings(fake.url, max_block_range=100, window_budget_cu=610)
+        async with window_pool(database_url) as pool:
+            with capture_logs() as logs:
+                report = await run_window(pool, settings, 1, "test-worker")
+
+    assert report is not None
+    rows = {
+        r["id"]: r
+        for r in await conn.fetch(
+            "SELECT id, started_at, estimated_start_at, estimated_finish_at FROM backfill_requests"
+        )
+    }
+    # 10 calls of 100 blocks per window, 0.2 s per tick: the first request (50 calls left of
+    # 60) needs 5 more windows; the second starts after it.
+    assert rows[first]["started_at"] is not None and rows[first]["estimated_start_at"] is None
+    assert rows[second]["estimated_start_at"] >= rows[first]["estimated_finish_at"] - timedelta(
+        seconds=0.2
+    )
+    assert rows[second]["estimated_finish_at"] > rows[second]["estimated_start_at"]
+
+    [finished] = [e for e in logs if e["event"] == "window_finished"]
+    assert finished["cu_spent"] == report.cu_spent == 610 and finished["calls"] == 11
+    exposition = generate_latest().decode()
+    assert 'logfill_cu_spent_total{chain_id="1"}' in exposition
+    assert 'logfill_backfill_requests{chain_id="1",status="processing"} 1.0' in exposition
