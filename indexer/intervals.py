@@ -27,12 +27,16 @@ def normalise(intervals: Iterable[Interval]) -> Blocks:
 
 
 def intersect(blocks: Sequence[Interval], low: int, high: int) -> Blocks:
-    """The part of `blocks` inside [low, high]."""
+    """The part of `blocks` inside [low, high] (nothing if the window is empty)."""
+    if low > high:
+        return []
     return [(max(a, low), min(b, high)) for a, b in blocks if a <= high and b >= low]
 
 
 def subtract(blocks: Sequence[Interval], low: int, high: int) -> Blocks:
-    """`blocks` without [low, high]."""
+    """`blocks` without [low, high] (unchanged if the window is empty)."""
+    if low > high:
+        return list(blocks)
     result: Blocks = []
     for a, b in blocks:
         if b < low or a > high:

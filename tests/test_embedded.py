@@ -13,6 +13,7 @@ import httpx
 import orjson
 import psutil
 
+from indexer.migrations import load_migrations
 from tests.conftest import LOGFILL_BIN
 
 
@@ -44,7 +45,7 @@ def test_migrate_starts_an_embedded_postgres_from_nothing_and_reuses_it(tmp_path
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert first.returncode == 0, first.stderr
-    assert orjson.loads(first.stdout)["applied"] == ["0001_schema"]
+    assert orjson.loads(first.stdout)["applied"] == [m.label for m in load_migrations()]
     assert (data_dir / "pgdata" / "PG_VERSION").exists()
     assert _postgres_processes(data_dir / "pgdata") == []  # stopped cleanly on exit
 
@@ -66,7 +67,7 @@ def test_run_serves_health_on_the_embedded_default_and_stops_cleanly(tmp_path: P
     )  # fmt: skip
     try:
         ready = _wait_ready(f"http://127.0.0.1:{port}", proc)
-        assert ready.json() == {"status": "ready", "schema_version": "0001_schema"}
+        assert ready.json() == {"status": "ready", "schema_version": load_migrations()[-1].label}
         assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
         assert _postgres_processes(data_dir / "pgdata")
     finally:

@@ -80,11 +80,6 @@ def test_normalise(given_intervals: list[Interval], expected: Blocks) -> None:
             12,
             [],
             id="empty-window-inside-an-interval",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="intersect() returns the inverted interval (15, 12) for an empty "
-                "[low, high] with low inside an interval; size() of it is -2",
-            ),
         ),
     ],
 )
@@ -112,11 +107,6 @@ def test_intersect(blocks: Blocks, low: int, high: int, expected: Blocks) -> Non
             3,
             [(0, 10)],
             id="empty-window-inside-an-interval",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="subtract() of an empty [low, high] with low inside an interval "
-                "returns overlapping [(0, 4), (4, 10)] (size 12 for 11 blocks)",
-            ),
         ),
     ],
 )
