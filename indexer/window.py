@@ -210,11 +210,14 @@ class Window:
     async def load_requests(self) -> None:
         await self.conn.execute(QUERIES["create_window_logs_table"])
         async with self.conn.transaction():
-            await self.conn.execute(QUERIES["pause_requests_without_credits"], self.chain_id)
             rows = await self.conn.fetch(QUERIES["refresh_runnable_requests"], self.chain_id)
+            unpaid = await self.conn.fetch(
+                QUERIES["pause_requests_without_credits"], self.chain_id
+            )
+        paused = {row["id"] for row in unpaid}
         for row in rows:
-            if row["status"] not in RUNNABLE:
-                continue  # finished as completed_noop / completed: coverage holds it all
+            if row["status"] not in RUNNABLE or row["id"] in paused:
+                continue  # finished (coverage holds it all), or no credits to pay with
             self.requests[row["id"]] = RequestState(
                 id=row["id"],
                 workspace_id=row["workspace_id"],

@@ -17,3 +17,8 @@ ALTER TABLE windows
     ADD COLUMN duplicate_matches bigint NOT NULL DEFAULT 0 CHECK (duplicate_matches >= 0),
     ADD COLUMN credits_charged bigint NOT NULL DEFAULT 0 CHECK (credits_charged >= 0),
     ADD COLUMN duration_ms   integer CHECK (duration_ms >= 0);
+
+-- Outbox rows in the order they were written: a subscription's batches go out in
+-- block order (several rows of one commit share created_at).
+ALTER TABLE webhook_deliveries ADD COLUMN seq bigint GENERATED ALWAYS AS IDENTITY;
+CREATE INDEX webhook_deliveries_subscription_seq_idx ON webhook_deliveries (subscription_id, seq);

@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 import pytest
@@ -302,3 +303,54 @@ async def test_two_chains_racing_for_one_balance_never_overspend_it(
     assert -sum(d for reason, d in entries if reason == "backfill_matches") == 500
     charged = await conn.fetchval("SELECT sum(credits_charged) FROM backfill_requests")
     assert charged == 500
+
+
+# -- the webhook outbox ----------------------------------------------------------------
+
+
+async def outbox_events(conn: asyncpg.Connection, subscription: uuid.UUID) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        "SELECT payload, event_count FROM webhook_deliveries WHERE subscription_id = $1"
+        " ORDER BY seq",
+        subscription,
+    )
+    assert all(r["event_count"] == len(r["payload"]["events"]) <= 7 for r in rows)
+    return [event for r in rows for event in r["payload"]["events"]]
+
+
+async def test_new_matches_are_queued_for_the_webhook_and_redelivered_free_on_request(
+    filled_chain: FilledChain, conn: asyncpg.Connection, database_url: str
+) -> None:
+    fc = filled_chain
+    settings = window_settings(fc.url, max_block_range=10).model_copy(
+        update={"webhook_max_events_per_delivery": 7}
+    )
+    workspace = await make_workspace(conn, credits=100_000)
+    quiet = await make_workspace(conn, credits=100_000)
+    await conn.execute("UPDATE workspaces SET backfill_webhooks = false WHERE id = $1", quiet)
+    hook = "https://receiver.example/hook"
+    low, high = fc.low, fc.low + 30
+    subscription = await create_subscription(
+        conn, workspace, addresses=[fc.contracts[0]], webhook_url=hook
+    )
+    silent = await create_subscription(conn, quiet, addresses=[fc.contracts[0]], webhook_url=hook)
+    first = await create_backfill(conn, subscription, low, high)
+    await create_backfill(conn, silent, low, high)
+
+    async with window_pool(database_url) as pool:
+        await run_until_settled(pool, settings, [first])
+        events = await outbox_events(conn, subscription)
+        expected = keys_of(chain.get_logs(fc.url, low, high, address=fc.contracts[0]))
+        assert [(e["block_hash"], e["log_index"]) for e in events] == expected
+        assert len({e["id"] for e in events}) == len(events)
+        assert await outbox_events(conn, silent) == []  # stored, not sent
+
+        credits = await conn.fetchval("SELECT credits FROM workspaces WHERE id = $1", workspace)
+        again = await create_backfill(conn, subscription, low, high, redeliver=True)
+        await run_until_settled(pool, settings, [again])
+
+    resent = (await outbox_events(conn, subscription))[len(events) :]
+    assert [e["id"] for e in resent] == [e["id"] for e in events]
+    assert await conn.fetchval("SELECT credits FROM workspaces WHERE id = $1", workspace) == credits
+    row = await request_row(conn, again)
+    assert (row["new_matches"], row["duplicate_matches"]) == (0, len(expected))

@@ -127,12 +127,13 @@ RETURNING r.id;
 
 -- refresh_runnable_requests --
 -- Take the chain's runnable requests: subtract the coverage their subscription
--- gained since (unless they rescan), finish those with nothing left to scan,
--- resume paused_credits ones whose workspace has credits again.
+-- gained since (unless they rescan or redeliver: those scan covered blocks too),
+-- finish those with nothing left to scan, resume paused_credits ones whose
+-- workspace has credits again.
 WITH runnable AS (
     SELECT r.id,
            coalesce(r.remaining, int8multirange(int8range(r.from_block, r.to_block, '[]')))
-             - CASE WHEN r.rescan THEN '{}'::int8multirange
+             - CASE WHEN r.rescan OR r.redeliver THEN '{}'::int8multirange
                     ELSE coalesce(c.covered, '{}'::int8multirange) END AS remaining
     FROM backfill_requests r
     JOIN workspaces w ON w.id = r.workspace_id
