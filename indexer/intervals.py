@@ -61,7 +61,10 @@ def size(blocks: Iterable[Interval]) -> int:
 
 
 def contains(blocks: Sequence[Interval], block: int) -> bool:
-    return any(a <= block <= b for a, b in blocks)
+    for low, high in blocks:  # a loop, not any(): called once per match of a commit
+        if low <= block <= high:
+            return True
+    return False
 
 
 def cursor_of(blocks: Sequence[Interval], order: str) -> int | None:

@@ -211,9 +211,7 @@ class Window:
         await self.conn.execute(QUERIES["create_window_logs_table"])
         async with self.conn.transaction():
             rows = await self.conn.fetch(QUERIES["refresh_runnable_requests"], self.chain_id)
-            unpaid = await self.conn.fetch(
-                QUERIES["pause_requests_without_credits"], self.chain_id
-            )
+            unpaid = await self.conn.fetch(QUERIES["pause_requests_without_credits"], self.chain_id)
         paused = {row["id"] for row in unpaid}
         for row in rows:
             if row["status"] not in RUNNABLE or row["id"] in paused:
@@ -424,6 +422,10 @@ class CommitPlan:
     new_by_request: dict[uuid.UUID, int] = field(default_factory=lambda: defaultdict(int))
     found_by_request: dict[uuid.UUID, int] = field(default_factory=lambda: defaultdict(int))
     duplicates_by_request: dict[uuid.UUID, int] = field(default_factory=lambda: defaultdict(int))
+    clipped: set[uuid.UUID] = field(default_factory=set)  # requests cut short by credits
+    requests_by_subscription: dict[uuid.UUID, list[uuid.UUID]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
 
     @classmethod
     def build(
@@ -446,7 +448,12 @@ class CommitPlan:
         if order == "desc":
             candidates.sort(key=lambda c: (-c[1].block_number, c[1].log_index))
         done = {request_id: list(part) for request_id, part in parts.items()}
-        return cls(chunk, order, parts, candidates, done)
+        plan = cls(chunk, order, parts, candidates, done)
+        oldest_first = sorted(parts, key=lambda r: (window.requests[r].queued_at, str(r)))
+        for request_id in oldest_first:
+            subscription_id = window.requests[request_id].subscription_id
+            plan.requests_by_subscription[subscription_id].append(request_id)
+        return plan
 
     def requests_of(
         self,
@@ -456,11 +463,13 @@ class CommitPlan:
         blocks: dict[uuid.UUID, Blocks],
     ) -> list[uuid.UUID]:
         """Live requests of the subscription whose `blocks` hold this block, oldest first."""
+        ids = self.requests_by_subscription.get(subscription_id, ())
+        if len(ids) == 1 and (blocks is self.parts or ids[0] not in self.clipped):
+            return [ids[0]]  # the common case: every candidate lies in its one request's part
         return [
             request_id
-            for request_id, part in blocks.items()
-            if window.requests[request_id].subscription_id == subscription_id
-            and intervals.contains(part, block)
+            for request_id in self.requests_by_subscription.get(subscription_id, ())
+            if intervals.contains(blocks[request_id], block)
         ]
 
     def owner(self, window: Window, subscription_id: uuid.UUID, block: int) -> uuid.UUID | None:
@@ -471,23 +480,39 @@ class CommitPlan:
     async def store(self, window: Window) -> None:
         """Logs and paid matches, credits, ledger, outbox."""
         conn = window.conn
-        rows = {}
+        rows: dict[tuple[str, int], tuple[Any, ...]] = {}
         for _, entry in self.candidates:
             key = (entry.block_hash, entry.log_index)
             if key not in rows:
                 rows[key] = (window.chain_id, *entry.row_values())
         await conn.copy_records_to_table("window_logs", records=rows.values(), columns=_LOG_COLUMNS)
         log_ids = {
-            ("0x" + row["block_hash"].hex(), row["log_index"]): row["id"]
-            for row in await conn.fetch(QUERIES["upsert_window_logs"])
+            (row["block_hash"], row["log_index"]): row["id"]
+            for row in await conn.fetch(QUERIES["insert_window_logs"])
         }
-        pairs = [(s, log_ids[(e.block_hash.lower(), e.log_index)], e) for s, e in self.candidates]
-        existing = {
-            (row["subscription_id"], row["log_id"])
-            for row in await conn.fetch(
-                QUERIES["existing_matches"], [p[0] for p in pairs], [p[1] for p in pairs]
+        fresh = set(log_ids.values())  # logs new to the table: no match of them can exist
+        if len(log_ids) < len(rows):
+            stored = [r for r in rows.values() if (r[2], r[3]) not in log_ids]
+            found = await conn.fetch(
+                QUERIES["find_stored_logs"],
+                window.chain_id,
+                [r[2] for r in stored],
+                [r[3] for r in stored],
             )
-        }
+            log_ids.update({(row["block_hash"], row["log_index"]): row["id"] for row in found})
+        pairs = []
+        for subscription_id, entry in self.candidates:
+            row = rows[(entry.block_hash, entry.log_index)]
+            pairs.append((subscription_id, log_ids[(row[2], row[3])], entry))
+        maybe_stored = [p for p in pairs if p[1] not in fresh]
+        existing = set()
+        if maybe_stored:
+            found = await conn.fetch(
+                QUERIES["existing_matches"],
+                [p[0] for p in maybe_stored],
+                [p[1] for p in maybe_stored],
+            )
+            existing = {(row["subscription_id"], row["log_id"]) for row in found}
         new = [p for p in pairs if (p[0], p[1]) not in existing]
         paid = await self.charge(window, new)
         duplicates = [p for p in pairs if (p[0], p[1]) in existing]
@@ -552,6 +577,7 @@ class CommitPlan:
         for request_id, part in self.done.items():
             if window.requests[request_id].workspace_id != workspace_id or not part:
                 continue
+            self.clipped.add(request_id)
             if self.order == "desc":
                 self.done[request_id] = intervals.intersect(part, cut + 1, part[-1][1])
             else:

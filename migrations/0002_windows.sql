@@ -22,3 +22,9 @@ ALTER TABLE windows
 -- block order (several rows of one commit share created_at).
 ALTER TABLE webhook_deliveries ADD COLUMN seq bigint GENERATED ALWAYS AS IDENTITY;
 CREATE INDEX webhook_deliveries_subscription_seq_idx ON webhook_deliveries (subscription_id, seq);
+
+-- Matches are written by the hundred thousand: keep only the checks and indexes
+-- that earn their cost. The request id on a match is history (like the ledger's),
+-- and no query looks matches up by log alone.
+ALTER TABLE matches DROP CONSTRAINT matches_backfill_request_id_fkey;
+DROP INDEX matches_log_idx;

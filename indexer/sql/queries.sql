@@ -190,22 +190,21 @@ CREATE TEMP TABLE IF NOT EXISTS window_logs (
     data bytea NOT NULL
 ) ON COMMIT DELETE ROWS;
 
--- upsert_window_logs --
--- Store the staged logs once; the id of each, new or already stored.
-WITH inserted AS (
-    INSERT INTO logs (chain_id, block_number, block_hash, log_index, transaction_hash,
-                      transaction_index, address, topics, data)
-    SELECT chain_id, block_number, block_hash, log_index, transaction_hash,
-           transaction_index, address, topics, data
-    FROM window_logs
-    ON CONFLICT (chain_id, block_hash, log_index) DO NOTHING
-    RETURNING id, block_hash, log_index
-)
-SELECT t.block_hash, t.log_index, coalesce(i.id, l.id) AS id
-FROM window_logs t
-LEFT JOIN inserted i ON i.block_hash = t.block_hash AND i.log_index = t.log_index
-LEFT JOIN logs l
-       ON l.chain_id = t.chain_id AND l.block_hash = t.block_hash AND l.log_index = t.log_index;
+-- insert_window_logs --
+-- Store the staged logs once; ids of the ones that were new.
+INSERT INTO logs (chain_id, block_number, block_hash, log_index, transaction_hash,
+                  transaction_index, address, topics, data)
+SELECT chain_id, block_number, block_hash, log_index, transaction_hash,
+       transaction_index, address, topics, data
+FROM window_logs
+ON CONFLICT (chain_id, block_hash, log_index) DO NOTHING
+RETURNING id, block_hash, log_index;
+
+-- find_stored_logs --
+-- Ids of logs stored before (by the unique key, one index probe each).
+SELECT l.id, l.block_hash, l.log_index
+FROM unnest($2::bytea[], $3::integer[]) AS k (block_hash, log_index)
+JOIN logs l ON l.chain_id = $1 AND l.block_hash = k.block_hash AND l.log_index = k.log_index;
 
 -- existing_matches --
 -- Which of these (subscription, log) pairs are stored already (never charged again).
