@@ -41,6 +41,7 @@ pytest: $(STAMP) node_modules/.installed
 ## bench: benchmarks under bench/ (figures printed and written to bench/results/)
 bench: $(STAMP) node_modules/.installed
 	$(BIN)/python -m bench.rpc_scan
+	$(BIN)/python -m bench.backfill_e2e
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache *.egg-info
