@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     # `logfill worker` serves Prometheus metrics here (0: not served). `logfill
     # run` serves them on the API's /metrics instead.
     worker_metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9101
+    # How this worker is named in window leases and the windows audit trail
+    # (default: hostname:pid:random). Must differ between live workers.
+    worker_name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
 
     @field_validator("data_dir")
     @classmethod

@@ -108,6 +108,7 @@ async def run_window(
         )
         if started is None:
             return None
+        await conn.execute(QUERIES["close_abandoned_windows"], chain_id)
         window_id: int = await conn.fetchval(
             QUERIES["open_window"], chain_id, worker, chain.window_budget_cu
         )

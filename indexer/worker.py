@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import socket
 from datetime import UTC, datetime
 
@@ -24,9 +25,12 @@ from indexer.window import run_window
 log = structlog.get_logger(__name__)
 
 
+_INSTANCE = secrets.token_hex(3)  # hostname:pid repeats across clones and containers
+
+
 def worker_name() -> str:
     """Identifies this process in leases and the windows audit trail."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    return f"{socket.gethostname()}:{os.getpid()}:{_INSTANCE}"
 
 
 async def purge_expired_idempotency_keys(pool: asyncpg.Pool) -> None:
@@ -62,7 +66,7 @@ def build_scheduler(
             window_job,
             "interval",
             seconds=chain.tick_seconds,
-            args=[pool, settings, chain_id, worker or worker_name()],
+            args=[pool, settings, chain_id, worker or settings.worker_name or worker_name()],
             id=f"window:{chain_id}",
             next_run_time=datetime.now(UTC),  # the first window right away
         )
@@ -78,9 +82,13 @@ async def run_worker(
         start_http_server(settings.worker_metrics_port, addr=settings.api_host)
         log.info("metrics_listening", port=settings.worker_metrics_port)
     scheduler.start()
-    log.info("worker_started", worker=worker_name(), chains=sorted(settings.chains))
+    log.info(
+        "worker_started",
+        worker=settings.worker_name or worker_name(),
+        chains=sorted(settings.chains),
+    )
     try:
         await stop.wait()
     finally:
         scheduler.shutdown(wait=False)
-        log.info("worker_stopped", worker=worker_name())
+        log.info("worker_stopped", worker=settings.worker_name or worker_name())

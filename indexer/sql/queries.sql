@@ -104,6 +104,12 @@ UPDATE chain_state
 SET head = $2, safe_head = $3, head_updated_at = now(), updated_at = now()
 WHERE chain_id = $1;
 
+-- close_abandoned_windows --
+-- Windows whose worker died mid-way (the lease had run out): close their audit rows.
+UPDATE windows
+SET finished_at = now(), error = coalesce(error, 'worker lost before the window finished')
+WHERE chain_id = $1 AND finished_at IS NULL;
+
 -- open_window --
 -- The audit row of a window, filled in as it goes.
 INSERT INTO windows (chain_id, worker, budget_cu) VALUES ($1, $2, $3) RETURNING id;
