@@ -27,7 +27,7 @@ class RequestState:
     order: str
     remaining: Blocks
     queued_at: datetime
-    cursor: int | None = None
+    cursor: int | None = field(init=False)  # derived from `remaining`
 
     def __post_init__(self) -> None:
         self.cursor = intervals.cursor_of(self.remaining, self.order)
@@ -110,9 +110,7 @@ def plan_slice(
     return Slice(low, high, lead.order, lead.id, served)
 
 
-def paid_cutoff(
-    new_matches: Sequence[tuple[int, int]], balance: int, order: str
-) -> tuple[int, int | None]:
+def paid_cutoff(new_matches: Sequence[tuple[int, int]], balance: int) -> tuple[int, int | None]:
     """How many of a workspace's new matches it can pay, and the first unpaid block.
 
     `new_matches` are (block, log_index) in scan order. Matches are paid in that

@@ -119,9 +119,8 @@ async def run_window(
                 await window.run(client)
         except LeaseLost as exc:
             window.stats.error = str(exc)
-        except Exception as exc:
+        except Exception as exc:  # recorded here, logged by the caller (worker.window_job)
             window.stats.error = f"{type(exc).__name__}: {exc}"
-            log.exception("window_crashed", chain_id=chain_id, window_id=window_id)
             raise
         finally:
             duration = time.monotonic() - began
@@ -532,7 +531,7 @@ class CommitPlan:
         paid: list[Pair] = []
         for workspace_id, matches in by_workspace.items():
             keys = [(e.block_number, e.log_index) for _, _, e in matches]
-            count, cut = paid_cutoff(keys, balances[workspace_id], self.order)
+            count, cut = paid_cutoff(keys, balances[workspace_id])
             paid.extend(matches[:count])
             if cut is not None:
                 self.cut_workspace(window, workspace_id, cut)

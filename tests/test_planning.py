@@ -265,24 +265,24 @@ DESC_MATCHES = [(15, 3), (12, 0), (10, 1), (10, 0)]
 
 
 @pytest.mark.parametrize(
-    ("matches", "balance", "order", "expected"),
+    ("matches", "balance", "expected"),
     [
-        pytest.param(ASC_MATCHES, 4, "asc", (4, None), id="exact-balance"),
-        pytest.param(ASC_MATCHES, 1_000, "asc", (4, None), id="plenty"),
-        pytest.param([], 0, "asc", (0, None), id="no-matches-no-balance"),
-        pytest.param(ASC_MATCHES, 0, "asc", (0, 10), id="broke-cut-at-first"),
-        pytest.param(ASC_MATCHES, 2, "asc", (2, 12), id="cut-at-next-block"),
-        pytest.param(ASC_MATCHES, 3, "asc", (3, 15), id="cut-at-last"),
-        pytest.param(ASC_MATCHES, 1, "asc", (1, 10), id="cut-inside-a-block"),
-        pytest.param(DESC_MATCHES, 0, "desc", (0, 15), id="desc-broke"),
-        pytest.param(DESC_MATCHES, 1, "desc", (1, 12), id="desc-partial"),
-        pytest.param(DESC_MATCHES, 4, "desc", (4, None), id="desc-all"),
+        pytest.param(ASC_MATCHES, 4, (4, None), id="exact-balance"),
+        pytest.param(ASC_MATCHES, 1_000, (4, None), id="plenty"),
+        pytest.param([], 0, (0, None), id="no-matches-no-balance"),
+        pytest.param(ASC_MATCHES, 0, (0, 10), id="broke-cut-at-first"),
+        pytest.param(ASC_MATCHES, 2, (2, 12), id="cut-at-next-block"),
+        pytest.param(ASC_MATCHES, 3, (3, 15), id="cut-at-last"),
+        pytest.param(ASC_MATCHES, 1, (1, 10), id="cut-inside-a-block"),
+        pytest.param(DESC_MATCHES, 0, (0, 15), id="desc-broke"),
+        pytest.param(DESC_MATCHES, 1, (1, 12), id="desc-partial"),
+        pytest.param(DESC_MATCHES, 4, (4, None), id="desc-all"),
     ],
 )
 def test_paid_cutoff(
-    matches: list[tuple[int, int]], balance: int, order: str, expected: tuple[int, int | None]
+    matches: list[tuple[int, int]], balance: int, expected: tuple[int, int | None]
 ) -> None:
-    assert paid_cutoff(matches, balance, order) == expected
+    assert paid_cutoff(matches, balance) == expected
 
 
 # -- estimates ------------------------------------------------------------------------
