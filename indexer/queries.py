@@ -1,4 +1,4 @@
-"""Named SQL, kept together in `sql/queries.sql` and loaded once.
+"""Named SQL, kept together in `sql/*.sql` (one file per concern) and loaded once.
 
 A block starts with `-- name --`, then a description comment, then the query.
 Python asks for a query by name: `QUERIES["create_workspace"]`.
@@ -26,8 +26,19 @@ def parse_queries(text: str) -> dict[str, str]:
 
 
 def load_queries() -> Mapping[str, str]:
-    text = resources.files("indexer").joinpath("sql/queries.sql").read_text("utf-8")
-    return parse_queries(text)
+    """Every named query of every file in `indexer/sql/`; names are unique across files."""
+    folder = resources.files("indexer").joinpath("sql")
+    files = sorted(
+        (entry for entry in folder.iterdir() if entry.name.endswith(".sql")),
+        key=lambda entry: entry.name,
+    )
+    queries: dict[str, str] = {}
+    for entry in files:
+        for name, sql in parse_queries(entry.read_text("utf-8")).items():
+            if name in queries:
+                raise ValueError(f"query {name!r} is defined twice ({entry.name})")
+            queries[name] = sql
+    return queries
 
 
 QUERIES: Mapping[str, str] = load_queries()
