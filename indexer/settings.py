@@ -13,9 +13,10 @@ from pydantic import (
     Field,
     PositiveInt,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from indexer.errors import ConfigError
 
@@ -89,6 +90,61 @@ class Settings(BaseSettings):
 
     # Backfill matches per webhook delivery (one outbox row, one POST).
     webhook_max_events_per_delivery: Annotated[int, Field(ge=1, le=10000)] = 100
+    # Largest webhook body (bytes): a batch that would be larger is split in several
+    # deliveries; one event larger than this still goes out, alone.
+    webhook_max_body_bytes: Annotated[int, Field(ge=1024)] = 256 * 1024
+    # Seconds before each attempt, Svix-like; the first attempt goes out as soon as the
+    # outbox row is committed, so the first entry must be 0. Its length is the number
+    # of attempts; after the last one fails the delivery is dead. Env: "0,5,300,...".
+    webhook_retry_schedule: Annotated[tuple[float, ...], NoDecode] = Field(
+        default=(0, 5, 300, 1800, 7200, 18000, 36000, 36000)
+    )
+    # Each retry delay is scaled by a random factor in [1 - jitter, 1 + jitter] so that
+    # deliveries failed together do not come back together.
+    webhook_retry_jitter: Annotated[float, Field(ge=0, le=1)] = 0.2
+    # Longest Retry-After (429/503) honoured; it can push a retry later, never earlier.
+    webhook_max_retry_after_seconds: Annotated[float, Field(ge=0)] = 36000.0
+    webhook_connect_timeout_seconds: Annotated[float, Field(gt=0)] = 5.0
+    # Wall time of one attempt: connect, send, and reading the (capped) answer.
+    webhook_timeout_seconds: Annotated[float, Field(gt=0)] = 15.0
+    # A claimed delivery is this worker's for this long; a dead worker's deliveries are
+    # sent again once it has run out. Must outlast an attempt.
+    webhook_lease_seconds: Annotated[float, Field(gt=0)] = 60.0
+    # Deliveries of one subscription in flight at once; 1 keeps them in block order.
+    webhook_concurrency_per_subscription: Annotated[int, Field(ge=1, le=100)] = 1
+    # Deliveries in flight at once in one worker, all subscriptions together.
+    webhook_max_in_flight: Annotated[int, Field(ge=1, le=1000)] = 32
+    # Seconds between outbox polls when there is nothing to send.
+    webhook_poll_seconds: Annotated[float, Field(gt=0)] = 1.0
+    # Local development, the demo and tests only: allow http:// and loopback/private
+    # targets (cloud metadata addresses stay refused).
+    webhook_allow_private: bool = False
+
+    @field_validator("webhook_retry_schedule", mode="before")
+    @classmethod
+    def _parse_retry_schedule(cls, value: object) -> object:
+        """Operators write the schedule as "0,5,300"; JSON lists work too."""
+        if isinstance(value, str):
+            text = value.strip().strip("[]")
+            return tuple(float(part) for part in text.split(",") if part.strip())
+        return value
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _check_retry_schedule(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if not value or value[0] != 0 or any(delay < 0 for delay in value):
+            raise ValueError("must be delays in seconds, >= 0, starting with 0")
+        return value
+
+    @field_validator("webhook_lease_seconds")
+    @classmethod
+    def _lease_outlasts_attempt(cls, value: float, info: ValidationInfo) -> float:
+        """A lease that ran out mid-attempt would let a second worker send it too."""
+        timeout = info.data.get("webhook_timeout_seconds")
+        if timeout is not None and value <= timeout:
+            raise ValueError(f"must be longer than LOGFILL_WEBHOOK_TIMEOUT_SECONDS ({timeout})")
+        return value
+
     # `logfill worker` serves Prometheus metrics here (0: not served). `logfill
     # run` serves them on the API's /metrics instead.
     worker_metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9101

@@ -2,7 +2,9 @@
 
 Every worker schedules, per configured chain, the backfill window every
 `tick_seconds`; the lease in `chain_state` lets exactly one of them run it per
-tick. Every worker also purges expired Idempotency-Key records.
+tick. Every worker also purges expired Idempotency-Key records, and sends
+webhook deliveries from the outbox (`indexer.webhooks.dispatcher`, a task beside
+the scheduler, running even when no chain is configured).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from prometheus_client import start_http_server
 
 from indexer.queries import QUERIES
 from indexer.settings import Settings
+from indexer.webhooks.dispatcher import delivering
 from indexer.window import run_window
 
 log = structlog.get_logger(__name__)
@@ -81,14 +84,15 @@ async def run_worker(
     if serve_metrics and settings.worker_metrics_port:
         start_http_server(settings.worker_metrics_port, addr=settings.api_host)
         log.info("metrics_listening", port=settings.worker_metrics_port)
-    scheduler.start()
-    log.info(
-        "worker_started",
-        worker=settings.worker_name or worker_name(),
-        chains=sorted(settings.chains),
-    )
-    try:
-        await stop.wait()
-    finally:
-        scheduler.shutdown(wait=False)
-        log.info("worker_stopped", worker=settings.worker_name or worker_name())
+    async with delivering(settings, pool):
+        scheduler.start()
+        log.info(
+            "worker_started",
+            worker=settings.worker_name or worker_name(),
+            chains=sorted(settings.chains),
+        )
+        try:
+            await stop.wait()
+        finally:
+            scheduler.shutdown(wait=False)
+    log.info("worker_stopped", worker=settings.worker_name or worker_name())
