@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import asyncpg
 from aiohttp import web
 
@@ -13,3 +15,11 @@ PROBLEM_TYPE_BASE = "https://logfill.dev/problems/"
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
 MIGRATIONS = web.AppKey("migrations", list[Migration])
+
+if TYPE_CHECKING:
+    from api.auth import KeyCache
+    from api.ratelimit import RateLimiter
+
+KEY_CACHE: web.AppKey[KeyCache] = web.AppKey("key_cache")
+RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")
+OPENAPI: web.AppKey[bytes] = web.AppKey("openapi", bytes)

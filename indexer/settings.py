@@ -86,6 +86,13 @@ class Settings(BaseSettings):
     chains: dict[PositiveInt, ChainSettings] = Field(default_factory=dict)
 
     idempotency_ttl_seconds: PositiveInt = 86400
+    # Largest request body the API reads (bytes); larger ones answer 413.
+    api_max_body_bytes: Annotated[int, Field(ge=1024, le=10 * 1024 * 1024)] = 64 * 1024
+    # How long an API process trusts a key it has looked up (a revoked key works
+    # for at most this long in a process that saw it recently).
+    api_key_cache_seconds: Annotated[float, Field(ge=0)] = 10.0
+    # How long a rotated-out webhook secret keeps signing deliveries alongside the new one.
+    webhook_secret_grace_seconds: Annotated[int, Field(ge=0)] = 86400
     maintenance_interval_seconds: Annotated[float, Field(gt=0)] = 600.0
 
     # Backfill matches per webhook delivery (one outbox row, one POST).

@@ -1,0 +1,355 @@
+"""Request and response models of the v1 API (pydantic v2).
+
+Request models validate JSON strictly (no "1" for 1, no "true" for true) and
+refuse unknown fields, so a typo is a 422 rather than a silently ignored
+option. Their JSON Schema is what `/openapi.json` publishes, so the document
+and the validation are one thing.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from eth_utils.address import is_checksum_address, to_checksum_address
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    StringConstraints,
+    WithJsonSchema,
+)
+from yarl import URL
+
+from indexer import backfills, deliveries
+from indexer.pagination import DEFAULT_LIMIT, MAX_LIMIT
+
+MAX_BLOCK = 2**63 - 1
+_HEX_BLOCK = re.compile(r"^0x[0-9a-fA-F]{1,15}$")
+_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+_TOPIC = re.compile(r"^0x[0-9a-fA-F]{64}$")
+MAX_ADDRESSES = 10000
+MAX_EVENTS = 50
+
+
+def _block_number(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not 0 <= value <= MAX_BLOCK:
+            raise ValueError(f"a block number is between 0 and {MAX_BLOCK}")
+        return value
+    if isinstance(value, str) and _HEX_BLOCK.match(value):
+        return int(value, 16)
+    raise ValueError("a block number is a non-negative integer or a 0x hex string")
+
+
+def _to_block(value: Any) -> int | str:
+    return "safe" if value == "safe" else _block_number(value)
+
+
+_BLOCK_SCHEMA: dict[str, Any] = {
+    "oneOf": [
+        {"type": "integer", "minimum": 0, "maximum": MAX_BLOCK},
+        {"type": "string", "pattern": _HEX_BLOCK.pattern},
+    ]
+}
+BlockNumber = Annotated[int, PlainValidator(_block_number), WithJsonSchema(_BLOCK_SCHEMA)]
+ToBlock = Annotated[
+    int | Literal["safe"],
+    PlainValidator(_to_block),
+    WithJsonSchema({"oneOf": [*_BLOCK_SCHEMA["oneOf"], {"type": "string", "enum": ["safe"]}]}),
+]
+
+
+def _address(value: Any) -> str:
+    """0x + 40 hex; mixed case must be a valid EIP-55 checksum. Returned checksummed."""
+    if not isinstance(value, str) or not _ADDRESS.match(value):
+        raise ValueError("an address is 0x followed by 40 hex digits")
+    body = value[2:]
+    if body != body.lower() and body != body.upper() and not is_checksum_address(value):
+        raise ValueError("mixed-case address with a wrong EIP-55 checksum")
+    return to_checksum_address(value)
+
+
+def _topic(value: Any) -> str:
+    if not isinstance(value, str) or not _TOPIC.match(value):
+        raise ValueError("a topic is 0x followed by 64 hex digits")
+    return value.lower()
+
+
+def _topic_position(value: Any) -> list[str] | None:
+    """null (any), one topic, or a non-empty OR-list of topics; stored as null or a list."""
+    if value is None:
+        return None
+    if isinstance(value, list):
+        if not 1 <= len(value) <= 100:
+            raise ValueError("an OR-list holds 1 to 100 topics")
+        return sorted({_topic(item) for item in value})
+    return [_topic(value)]
+
+
+def _webhook_url(value: Any) -> str:
+    """An absolute http(s) URL with a host, no credentials and no fragment."""
+    if not isinstance(value, str) or not 1 <= len(value) <= 2048:
+        raise ValueError("a webhook URL is a string of at most 2048 characters")
+    try:
+        url = URL(value)
+    except (ValueError, TypeError):
+        raise ValueError("not a valid URL") from None
+    if url.scheme not in ("http", "https") or not url.host or not value.startswith(url.scheme):
+        raise ValueError("the webhook URL must be an absolute http:// or https:// URL")
+    if url.user is not None or url.password is not None:
+        raise ValueError("the webhook URL must not carry credentials; deliveries are signed")
+    if url.fragment:
+        raise ValueError("the webhook URL must not have a #fragment")
+    return str(url)
+
+
+_TOPIC_SCHEMA = {"type": "string", "pattern": _TOPIC.pattern}
+Address = Annotated[
+    str,
+    PlainValidator(_address),
+    WithJsonSchema({"type": "string", "pattern": _ADDRESS.pattern}),
+]
+TopicPosition = Annotated[
+    list[str] | None,
+    PlainValidator(_topic_position),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "null"},
+                _TOPIC_SCHEMA,
+                {"type": "array", "items": _TOPIC_SCHEMA, "minItems": 1, "maxItems": 100},
+            ]
+        }
+    ),
+]
+WebhookUrl = Annotated[
+    str,
+    PlainValidator(_webhook_url),
+    WithJsonSchema({"type": "string", "format": "uri", "pattern": "^https?://", "maxLength": 2048}),
+]
+EventSignature = Annotated[str, StringConstraints(min_length=1, max_length=1000)]
+Name = Annotated[str, StringConstraints(max_length=200)]
+LabelKey = Annotated[str, StringConstraints(min_length=1, max_length=40)]
+LabelValue = Annotated[str, StringConstraints(max_length=500)]
+
+
+class RequestModel(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+# --- requests ------------------------------------------------------------------------
+
+
+class WorkspacePatch(RequestModel):
+    backfill_webhooks: bool | None = None
+
+
+class SubscriptionCreate(RequestModel):
+    chain_id: Annotated[int, Field(gt=0, le=MAX_BLOCK)]
+    name: Name | None = None
+    addresses: Annotated[list[Address], Field(max_length=MAX_ADDRESSES)] = []
+    topics: Annotated[list[TopicPosition], Field(max_length=4)] = []
+    events: Annotated[list[EventSignature], Field(max_length=MAX_EVENTS)] = []
+    webhook_url: WebhookUrl | None = None
+    stored_events: bool = True
+
+
+class SubscriptionPatch(RequestModel):
+    """Fields given replace the stored ones; `null` clears the name or the webhook."""
+
+    name: Name | None = None
+    addresses: Annotated[list[Address], Field(max_length=MAX_ADDRESSES)] | None = None
+    topics: Annotated[list[TopicPosition], Field(max_length=4)] | None = None
+    events: Annotated[list[EventSignature], Field(max_length=MAX_EVENTS)] | None = None
+    webhook_url: WebhookUrl | None = None
+    stored_events: bool | None = None
+
+
+class BackfillCreate(RequestModel):
+    subscription_id: uuid.UUID
+    from_block: BlockNumber | None = None
+    to_block: ToBlock | None = None
+    labels: Annotated[dict[LabelKey, LabelValue], Field(max_length=50)] = {}
+    order: Literal["asc", "desc"] = "asc"
+    rescan: bool = False
+    redeliver: bool = False
+    dry_run: bool = False
+
+
+class PageQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    limit: Annotated[int, Field(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT
+    after: Annotated[str, StringConstraints(min_length=1, max_length=500)] | None = None
+
+
+class BackfillPageQuery(PageQuery):
+    status: Literal[backfills.STATUSES] | None = None  # type: ignore[valid-type]
+
+
+class DeliveryPageQuery(PageQuery):
+    status: Literal[deliveries.STATUSES] | None = None  # type: ignore[valid-type]
+
+
+# --- responses -----------------------------------------------------------------------
+
+
+class Workspace(BaseModel):
+    id: uuid.UUID
+    name: str
+    plan: str
+    backfill_enabled: bool
+    max_backfill_blocks: int | None
+    api_requests_per_minute: int
+    credits: int
+    backfill_webhooks: bool
+
+
+class Subscription(BaseModel):
+    id: uuid.UUID
+    chain_id: int
+    name: str | None
+    addresses: list[str]
+    topics: list[list[str] | None]
+    events: list[str]
+    webhook_url: str | None
+    webhook_disabled_at: datetime | None
+    webhook_disabled_reason: str | None
+    stored_events: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class SubscriptionWithSecret(Subscription):
+    """`webhook_secret` is shown when it is created (here) and never again."""
+
+    webhook_secret: str | None
+
+
+class SubscriptionList(BaseModel):
+    items: list[Subscription]
+    next: str | None
+
+
+class Backfill(BaseModel):
+    id: uuid.UUID
+    subscription_id: uuid.UUID
+    chain_id: int
+    status: Literal[backfills.STATUSES]  # type: ignore[valid-type]
+    from_block: int
+    to_block: int
+    order: Literal["asc", "desc"]
+    cursor: int | None = Field(description="The next block to scan; null once terminal.")
+    progress: float = Field(ge=0, le=1)
+    blocks_scanned: int
+    blocks_total: int
+    matches: int
+    new_matches: int
+    duplicate_matches: int
+    credits_charged: int
+    cu_spent: int
+    windows: int
+    rescan: bool
+    redeliver: bool
+    labels: dict[str, str]
+    estimated_start_at: datetime | None
+    estimated_finish_at: datetime | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    updated_at: datetime
+    error: str | None
+
+
+class BackfillList(BaseModel):
+    items: list[Backfill]
+    next: str | None
+
+
+class DryRunResult(BaseModel):
+    dry_run: Literal[True] = True
+    blocks: int
+    already_covered_blocks: int
+    estimated_calls: int
+    estimated_cu: int
+    estimated_windows: int
+    estimated_start_at: datetime
+    estimated_finish_at: datetime
+
+
+class Decoded(BaseModel):
+    event: str
+    args: dict[str, Any]
+
+
+class Event(BaseModel):
+    id: str
+    block_number: int
+    block_hash: str
+    transaction_hash: str
+    transaction_index: int
+    log_index: int
+    address: str
+    topics: list[str]
+    data: str
+    decoded: Decoded | None = None
+    backfill_id: uuid.UUID | None
+    stored_at: datetime
+
+
+class EventList(BaseModel):
+    items: list[Event]
+    next: str | None
+
+
+class Delivery(BaseModel):
+    id: uuid.UUID
+    subscription_id: uuid.UUID
+    backfill_id: uuid.UUID | None
+    status: Literal[deliveries.STATUSES]  # type: ignore[valid-type]
+    event_count: int
+    first_block: int
+    attempts: int
+    next_attempt_at: datetime
+    last_attempt_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+    delivered_at: datetime | None
+    created_at: datetime
+
+
+class DeliveryList(BaseModel):
+    items: list[Delivery]
+    next: str | None
+
+
+class FieldProblem(BaseModel):
+    pointer: str | None = Field(None, description="JSON pointer into the request body")
+    parameter: str | None = Field(None, description="name of the query parameter")
+    header: str | None = Field(None, description="name of the request header")
+    detail: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details; extension members may follow."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    detail: str | None = None
+    errors: list[FieldProblem] | None = None
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Ready(BaseModel):
+    status: str
+    schema_version: str | None

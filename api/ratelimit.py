@@ -1,0 +1,48 @@
+"""Per-API-key rate limit: a token bucket per key, sized from the workspace's plan.
+
+The buckets live in this API process: with N `logfill api` processes behind a
+load balancer a key gets up to N times its plan's `api_requests_per_minute`.
+A bucket holds a minute's worth of requests and refills continuously.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from dataclasses import dataclass
+
+MAX_BUCKETS = 100_000
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated: float
+
+
+class RateLimiter:
+    def __init__(self) -> None:
+        self._buckets: dict[uuid.UUID, _Bucket] = {}
+
+    def take(self, key_id: uuid.UUID, per_minute: int, now: float | None = None) -> int | None:
+        """Spend one token; None if allowed, else the whole seconds until one is back."""
+        now = time.monotonic() if now is None else now
+        rate = per_minute / 60.0
+        bucket = self._buckets.get(key_id)
+        if bucket is None:
+            if len(self._buckets) >= MAX_BUCKETS:
+                self._forget_full(now, rate)
+            bucket = self._buckets[key_id] = _Bucket(float(per_minute), now)
+        else:
+            bucket.tokens = min(float(per_minute), bucket.tokens + (now - bucket.updated) * rate)
+            bucket.updated = now
+        if bucket.tokens >= 1.0:
+            bucket.tokens -= 1.0
+            return None
+        return max(1, math.ceil((1.0 - bucket.tokens) / rate))
+
+    def _forget_full(self, now: float, rate: float) -> None:
+        """Drop buckets idle long enough to be full again (a new one starts full anyway)."""
+        idle = 60.0
+        self._buckets = {k: b for k, b in self._buckets.items() if now - b.updated < idle}

@@ -1,0 +1,281 @@
+"""Backfill requests as their owner sees them: accept, estimate, read, pause/resume/cancel/retry.
+
+The window (`indexer.window`) moves a request's cursor, counters and status
+while it scans; this module creates requests, answers what one would cost (dry
+run) and applies the owner's transitions, each as one conditional UPDATE so it
+cannot race with a window's compare-and-set.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import asyncpg
+
+from indexer import intervals
+from indexer.db import Connection
+from indexer.errors import NotFound
+from indexer.pagination import decode_cursor, encode_cursor
+from indexer.planning import QueuedWork, estimate_queue, estimate_request
+from indexer.queries import QUERIES
+from indexer.refusals import Conflict, FieldError, InvalidFields, NotPermitted
+from indexer.settings import ChainSettings
+
+TERMINAL = frozenset({"completed", "completed_noop", "cancelled", "failed"})
+STATUSES = (
+    "queued", "processing", "paused_credits", "paused",
+    "completed", "completed_noop", "cancelled", "failed",
+)  # fmt: skip
+Action = Literal["pause", "resume", "cancel", "retry"]
+# What each owner action needs the request to be, said in the 409 when it is not.
+ALLOWED_FROM: Mapping[str, str] = {
+    "pause": "queued, processing or paused_credits",
+    "resume": "paused",
+    "cancel": "queued, processing, paused_credits or paused",
+    "retry": "failed",
+}
+
+
+@dataclass(frozen=True)
+class BackfillSpec:
+    subscription_id: uuid.UUID
+    from_block: int | None = None
+    to_block: int | Literal["safe"] | None = None
+    labels: Mapping[str, str] | None = None
+    order: str = "asc"
+    rescan: bool = False
+    redeliver: bool = False
+
+
+@dataclass(frozen=True)
+class DryRun:
+    blocks: int
+    already_covered_blocks: int
+    estimated_calls: int
+    estimated_cu: int
+    estimated_windows: int
+    estimated_start_at: datetime
+    estimated_finish_at: datetime
+
+
+def not_found(backfill_id: uuid.UUID) -> NotFound:
+    return NotFound(f"backfill {backfill_id} not found")
+
+
+def resolve_range(
+    spec: BackfillSpec, *, head: int | None, safe_head: int | None, max_blocks: int
+) -> tuple[int, int]:
+    """The inclusive block range a request covers; 422 naming every bad field.
+
+    One side only means that single block. A `to_block` past the chain's known
+    head is refused; before any head is known, any range is accepted (the
+    window waits for the chain to get there).
+    """
+    to_block: int | None
+    if spec.to_block == "safe":
+        if safe_head is None:
+            raise InvalidFields.one("/to_block", "no safe head is known for this chain yet")
+        to_block = safe_head
+    else:
+        to_block = spec.to_block
+    low = spec.from_block if spec.from_block is not None else to_block
+    high = to_block if to_block is not None else spec.from_block
+    if low is None or high is None:
+        raise InvalidFields.one("/from_block", "give from_block, to_block or both")
+    errors: list[FieldError] = []
+    if low > high:
+        errors.append(FieldError("/to_block", f"to_block {high} is before from_block {low}"))
+    elif high - low + 1 > max_blocks:
+        errors.append(
+            FieldError(
+                "/to_block",
+                f"the range spans {high - low + 1} blocks; your plan allows at most "
+                f"{max_blocks} blocks per request",
+            )
+        )
+    if head is not None and high > head:
+        errors.append(
+            FieldError("/to_block", f"block {high} is beyond the chain's known head {head}")
+        )
+    if errors:
+        raise InvalidFields(errors)
+    return low, high
+
+
+async def _context(
+    conn: Connection, workspace_id: uuid.UUID, spec: BackfillSpec, chains: Mapping[int, Any]
+) -> asyncpg.Record:
+    """The plan, subscription and chain a request depends on, checked in the order
+    a client fixes them: plan (403), subscription (404), stored events (409), chain."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        QUERIES["backfill_context"], workspace_id, spec.subscription_id
+    )
+    assert row is not None, "an authenticated workspace exists"
+    if not row["backfill_enabled"]:
+        raise NotPermitted(
+            "your workspace's plan does not include backfill; upgrade the plan to use it",
+            "backfill-not-in-plan",
+        )
+    if row["subscription_id"] is None:
+        raise NotFound(f"subscription {spec.subscription_id} not found")
+    if not row["stored_events"]:
+        raise Conflict(
+            "the subscription does not store events (stored_events is false); "
+            "backfill needs stored events",
+            "stored-events-disabled",
+        )
+    if row["chain_id"] not in chains:
+        raise InvalidFields.one(
+            "/subscription_id", f"the subscription's chain {row['chain_id']} is not served here"
+        )
+    return row
+
+
+async def create_backfill(
+    conn: Connection, workspace_id: uuid.UUID, spec: BackfillSpec, chains: Mapping[int, Any]
+) -> asyncpg.Record:
+    """Queue a request (call inside the caller's transaction with its idempotency claim)."""
+    ctx = await _context(conn, workspace_id, spec, chains)
+    low, high = resolve_range(
+        spec, head=ctx["head"], safe_head=ctx["safe_head"], max_blocks=ctx["max_backfill_blocks"]
+    )
+    row: asyncpg.Record | None = await conn.fetchrow(
+        QUERIES["insert_backfill"],
+        workspace_id,
+        spec.subscription_id,
+        ctx["chain_id"],
+        low,
+        high,
+        spec.order,
+        spec.rescan,
+        spec.redeliver,
+        dict(spec.labels or {}),
+    )
+    assert row is not None
+    return row
+
+
+def _head_cu(chain: ChainSettings) -> int:
+    """What a window pays to read heads (as `indexer.window.head_cu` counts it)."""
+    cost = chain.cu_cost("eth_blockNumber")
+    if chain.use_finalized_tag:
+        cost += chain.cu_cost("eth_getBlockByNumber")
+    return cost
+
+
+async def dry_run(
+    conn: Connection,
+    workspace_id: uuid.UUID,
+    spec: BackfillSpec,
+    chains: Mapping[int, ChainSettings],
+    *,
+    now: datetime,
+) -> DryRun:
+    """What the request would scan and cost, and when it would run behind the queue."""
+    ctx = await _context(conn, workspace_id, spec, chains)
+    low, high = resolve_range(
+        spec, head=ctx["head"], safe_head=ctx["safe_head"], max_blocks=ctx["max_backfill_blocks"]
+    )
+    covered = 0
+    if not (spec.rescan or spec.redeliver) and ctx["covered"] is not None:
+        coverage = intervals.from_ranges(ctx["covered"])
+        covered = intervals.size(intervals.intersect(coverage, low, high))
+    blocks = high - low + 1
+    chain = chains[ctx["chain_id"]]
+    span = min(ctx["learned_block_range"] or chain.max_block_range, chain.max_block_range)
+    call_cu, head_cu = chain.cu_cost("eth_getLogs"), _head_cu(chain)
+    calls, cu, windows = estimate_request(
+        blocks - covered, span=span, call_cu=call_cu, window_cu=chain.window_budget_cu,
+        head_cu=head_cu,
+    )  # fmt: skip
+    queue = [QueuedWork(r["id"], r["blocks"]) for r in await conn.fetch(
+        QUERIES["runnable_queue"], ctx["chain_id"]
+    )]  # fmt: skip
+    mine = uuid.uuid4()
+    eta = estimate_queue(
+        [*queue, QueuedWork(mine, blocks - covered)], now=now, span=span, call_cu=call_cu,
+        window_cu=chain.window_budget_cu, head_cu=head_cu, tick_seconds=chain.tick_seconds,
+    )[mine]  # fmt: skip
+    return DryRun(blocks, covered, calls, cu, windows, eta.start_at, eta.finish_at)
+
+
+def progress(row: asyncpg.Record | Mapping[str, Any]) -> float:
+    """Share of the range done: 1 once completed; covered blocks skipped count as done."""
+    if row["status"] in ("completed", "completed_noop"):
+        return 1.0
+    remaining: int | None = row["remaining_blocks"]
+    if remaining is None:
+        return 0.0
+    total: int = row["to_block"] - row["from_block"] + 1
+    return round(max(0.0, min(1.0, 1 - remaining / total)), 6)
+
+
+async def get_backfill(
+    conn: Connection, workspace_id: uuid.UUID, backfill_id: uuid.UUID
+) -> asyncpg.Record:
+    row: asyncpg.Record | None = await conn.fetchrow(
+        QUERIES["get_backfill"], backfill_id, workspace_id
+    )
+    if row is None:
+        raise not_found(backfill_id)
+    return row
+
+
+async def list_backfills(
+    conn: Connection,
+    workspace_id: uuid.UUID,
+    subscription_id: uuid.UUID,
+    *,
+    status: str | None,
+    limit: int,
+    after: str | None,
+) -> tuple[list[asyncpg.Record], str | None]:
+    """The request history of a subscription, newest first."""
+    if await conn.fetchrow(QUERIES["subscription_exists"], subscription_id, workspace_id) is None:
+        raise NotFound(f"subscription {subscription_id} not found")
+    created_at: datetime | None = None
+    last_id: uuid.UUID | None = None
+    if after is not None:
+        stamp, text_id = decode_cursor(after, "backfills", (str, str))
+        try:
+            created_at, last_id = datetime.fromisoformat(stamp), uuid.UUID(text_id)
+        except ValueError:
+            raise InvalidFields.one("after", "not a cursor of this list", parameter=True) from None
+    rows = await conn.fetch(
+        QUERIES["list_backfills"],
+        subscription_id, workspace_id, status, created_at, last_id, limit + 1,
+    )  # fmt: skip
+    page = rows[:limit]
+    cursor = None
+    if len(rows) > limit:
+        cursor = encode_cursor("backfills", page[-1]["created_at"].isoformat(), str(page[-1]["id"]))
+    return page, cursor
+
+
+async def apply_action(
+    conn: Connection, workspace_id: uuid.UUID, backfill_id: uuid.UUID, action: Action
+) -> asyncpg.Record:
+    """One conditional UPDATE; when it changes nothing, 409 names the current status."""
+    async with conn.transaction():
+        changed = await conn.fetchval(QUERIES[f"{action}_backfill"], backfill_id, workspace_id)
+        if changed is None:
+            status = await conn.fetchval(QUERIES["backfill_status"], backfill_id, workspace_id)
+            if status is None:
+                raise not_found(backfill_id)
+            raise Conflict(
+                f"cannot {action} a backfill that is {status}; "
+                f"only {ALLOWED_FROM[action]} backfills can be {_past(action)}",
+                "invalid-transition",
+                backfill_status=status,
+            )
+        return await get_backfill(conn, workspace_id, backfill_id)
+
+
+def _past(action: Action) -> str:
+    return {"pause": "paused", "resume": "resumed", "cancel": "cancelled", "retry": "retried"}[
+        action
+    ]

@@ -1,0 +1,60 @@
+"""Webhook deliveries as their owner sees them: the history and a manual retry.
+
+The delivery job (`indexer.webhooks`) sends and retries outbox rows; this
+module only reads them and puts a dead one back in its queue.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+
+from indexer.db import Connection
+from indexer.errors import NotFound
+from indexer.pagination import decode_cursor, encode_cursor
+from indexer.queries import QUERIES
+from indexer.refusals import Conflict
+
+STATUSES = ("pending", "delivered", "dead")
+
+
+async def list_deliveries(
+    conn: Connection,
+    workspace_id: uuid.UUID,
+    subscription_id: uuid.UUID,
+    *,
+    status: str | None,
+    limit: int,
+    after: str | None,
+) -> tuple[list[asyncpg.Record], str | None]:
+    """A subscription's deliveries, newest first."""
+    if await conn.fetchrow(QUERIES["subscription_exists"], subscription_id, workspace_id) is None:
+        raise NotFound(f"subscription {subscription_id} not found")
+    before = decode_cursor(after, "deliveries", (int,))[0] if after is not None else None
+    rows = await conn.fetch(
+        QUERIES["list_deliveries"], subscription_id, workspace_id, status, before, limit + 1
+    )
+    page = rows[:limit]
+    cursor = encode_cursor("deliveries", page[-1]["seq"]) if len(rows) > limit else None
+    return page, cursor
+
+
+async def retry_delivery(
+    conn: Connection, workspace_id: uuid.UUID, delivery_id: uuid.UUID
+) -> asyncpg.Record:
+    """A dead delivery goes back to pending from attempt one; 409 for any other status."""
+    async with conn.transaction():
+        row: asyncpg.Record | None = await conn.fetchrow(
+            QUERIES["retry_delivery"], delivery_id, workspace_id
+        )
+        if row is not None:
+            return row
+        status = await conn.fetchval(QUERIES["delivery_status"], delivery_id, workspace_id)
+        if status is None:
+            raise NotFound(f"delivery {delivery_id} not found")
+        raise Conflict(
+            f"cannot retry a delivery that is {status}; only dead deliveries can be retried",
+            "invalid-transition",
+            delivery_status=status,
+        )

@@ -1,0 +1,127 @@
+"""Idempotency-Key for POST requests (IETF httpapi draft, Stripe semantics).
+
+A key belongs to a workspace. The first request with a key is handled while
+holding a transaction-scoped advisory lock on (workspace, key), and the key is
+claimed, with the response it got, in the very transaction that creates the
+request: either both exist or neither does. Later requests with the key get
+that response again (same body: replayed; another body: refused). A request
+arriving while the first still holds the lock gets 409 at once rather than
+waiting. Only responses that created something are stored: a refusal (4xx) or
+a dry run leaves the key unused, so the client can fix the problem and retry
+with the same key. Keys expire after `idempotency_ttl_seconds`; an expired key
+counts as unused (deleted and claimed again in the same transaction).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from indexer.db import Connection
+from indexer.queries import QUERIES
+from indexer.refusals import IdempotencyKeyInFlight, IdempotencyKeyReused
+
+MAX_KEY_LENGTH = 255
+_VALID_KEY = re.compile(r"^[\x20-\x7e]{1,255}$")
+
+
+def is_valid_key(key: str) -> bool:
+    """1-255 printable ASCII characters (space included, as Stripe allows)."""
+    return bool(_VALID_KEY.match(key))
+
+
+def fingerprint(method: str, route: str, body: Any) -> bytes:
+    """SHA-256 of method, route and the body as canonical JSON (sorted keys, no spaces)."""
+    canonical = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(
+        method.upper().encode() + b" " + route.encode() + b"\n" + canonical
+    ).digest()
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What handling a request produced; `created` responses are kept for replay."""
+
+    response: StoredResponse
+    created: uuid.UUID | None = None  # the id of what was created, if anything
+
+
+Handle = Callable[[Connection], Awaitable[Outcome]]
+
+
+async def run_once(
+    conn: Connection,
+    workspace_id: uuid.UUID,
+    key: str | None,
+    request_fingerprint: bytes,
+    *,
+    ttl_seconds: int,
+    handle: Handle,
+) -> tuple[StoredResponse, bool]:
+    """Handle a request at most once per key; returns the response and whether it is a replay."""
+    async with conn.transaction():
+        if key is None:
+            return (await handle(conn)).response, False
+        locked = await conn.fetchval(QUERIES["try_lock_idempotency_key"], workspace_id, key)
+        # Read after taking the lock: this statement sees whatever the previous holder committed.
+        stored = await conn.fetchrow(QUERIES["find_idempotency_key"], workspace_id, key)
+        if stored is not None and not stored["expired"]:
+            if stored["fingerprint"] != request_fingerprint:
+                raise IdempotencyKeyReused(
+                    "this Idempotency-Key was already used with another request body; "
+                    "use a new key for a new request"
+                )
+            if stored["response_status"] is None:
+                raise IdempotencyKeyInFlight()
+            return _replay(stored), True
+        if not locked:
+            raise IdempotencyKeyInFlight()
+        if stored is not None:
+            await conn.execute(QUERIES["forget_expired_idempotency_key"], workspace_id, key)
+        outcome = await handle(conn)
+        if outcome.created is not None:
+            await _claim(conn, workspace_id, key, request_fingerprint, outcome, ttl_seconds)
+        return outcome.response, False
+
+
+def _replay(stored: Any) -> StoredResponse:
+    return StoredResponse(
+        stored["response_status"], bytes(stored["response_body"]), dict(stored["response_headers"])
+    )
+
+
+async def _claim(
+    conn: Connection,
+    workspace_id: uuid.UUID,
+    key: str,
+    request_fingerprint: bytes,
+    outcome: Outcome,
+    ttl_seconds: int,
+) -> None:
+    response = outcome.response
+    claimed = await conn.fetchval(
+        QUERIES["claim_idempotency_key"],
+        workspace_id,
+        key,
+        request_fingerprint,
+        response.status,
+        response.headers,
+        response.body,
+        outcome.created,
+        float(ttl_seconds),
+    )
+    if claimed is None:  # cannot happen while we hold the lock; never create twice
+        raise IdempotencyKeyInFlight()

@@ -1,0 +1,309 @@
+"""Customers' subscriptions: filters, webhook endpoint and secret, stored events.
+
+The storage format is the one the window reads (`load_window_subscriptions`):
+addresses as bytea[], topics as a jsonb positional array of null | [lowercase
+hex], event_abis as ABI event entries. Event signatures set topic0, so the
+filter a customer sees in `topics` is the one the window scans with.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import uuid
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from indexer.db import Connection
+from indexer.errors import NotFound
+from indexer.event_signatures import ParsedEvent, parse_event_signature
+from indexer.events import EventDecoder, event_body
+from indexer.filters import Log
+from indexer.pagination import decode_cursor, encode_cursor
+from indexer.queries import QUERIES
+from indexer.refusals import Conflict, FieldError, InvalidFields
+
+WEBHOOK_SECRET_PREFIX = "whsec_"
+Topics = list[list[str] | None]
+
+
+def generate_webhook_secret() -> str:
+    """A Standard Webhooks secret: `whsec_` + base64 of 24 random bytes."""
+    return WEBHOOK_SECRET_PREFIX + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+@dataclass(frozen=True)
+class SubscriptionSpec:
+    """Validated fields of a create; `None` in a patch means "leave as is"."""
+
+    chain_id: int | None = None
+    name: str | None = None
+    addresses: Sequence[str] | None = None  # checksummed 0x hex
+    topics: Topics | None = None  # lowercase 0x hex, positional
+    events: Sequence[str] | None = None
+    webhook_url: str | None = None
+    stored_events: bool | None = None
+    fields_set: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True)
+class Filter:
+    """What the window stores for a subscription's filter."""
+
+    addresses: list[bytes]
+    topics: Topics
+    events: list[str]
+    event_abis: list[dict[str, Any]]
+
+
+def not_found(subscription_id: uuid.UUID) -> NotFound:
+    return NotFound(f"subscription {subscription_id} not found")
+
+
+def build_filter(addresses: Sequence[str], topics: Topics, events: Sequence[str]) -> Filter:
+    """Topics with topic0 set from the events; 422 naming each bad field."""
+    parsed: list[ParsedEvent] = []
+    errors: list[FieldError] = []
+    for position, signature in enumerate(events):
+        try:
+            parsed.append(parse_event_signature(signature))
+        except ValueError as exc:
+            errors.append(FieldError(f"/events/{position}", str(exc)))
+    if parsed and topics and topics[0] is not None:
+        errors.append(FieldError("/topics/0", "events set topic0: leave topics[0] null"))
+    if errors:
+        raise InvalidFields(errors)
+    merged: Topics = list(topics)
+    if parsed:
+        topic0 = sorted({event.topic0 for event in parsed})
+        merged = [topic0, *merged[1:]]
+    while merged and merged[-1] is None:
+        merged.pop()
+    unique = {event.signature: event for event in parsed}
+    return Filter(
+        [bytes.fromhex(a[2:]) for a in dict.fromkeys(a.lower() for a in addresses)],
+        merged,
+        list(unique),
+        [event.abi for event in unique.values()],
+    )
+
+
+def _check_chain(chain_id: int, chains: Collection[int]) -> None:
+    if chain_id not in chains:
+        known = ", ".join(str(c) for c in sorted(chains)) or "none"
+        raise InvalidFields.one(
+            "/chain_id", f"chain {chain_id} is not configured here (configured: {known})"
+        )
+
+
+async def create_subscription(
+    conn: Connection, workspace_id: uuid.UUID, spec: SubscriptionSpec, chains: Collection[int]
+) -> asyncpg.Record:
+    assert spec.chain_id is not None
+    _check_chain(spec.chain_id, chains)
+    built = build_filter(spec.addresses or (), spec.topics or [], spec.events or ())
+    secret = generate_webhook_secret() if spec.webhook_url else None
+    row: asyncpg.Record | None = await conn.fetchrow(
+        QUERIES["insert_subscription"],
+        workspace_id,
+        spec.chain_id,
+        spec.name,
+        built.addresses,
+        built.topics,
+        built.events,
+        built.event_abis,
+        spec.webhook_url,
+        secret,
+        True if spec.stored_events is None else spec.stored_events,
+    )
+    assert row is not None
+    return row
+
+
+async def get_subscription(
+    conn: Connection, workspace_id: uuid.UUID, subscription_id: uuid.UUID
+) -> asyncpg.Record:
+    row: asyncpg.Record | None = await conn.fetchrow(
+        QUERIES["get_subscription"], subscription_id, workspace_id
+    )
+    if row is None:
+        raise not_found(subscription_id)
+    return row
+
+
+async def list_subscriptions(
+    conn: Connection, workspace_id: uuid.UUID, *, limit: int, after: str | None
+) -> tuple[list[asyncpg.Record], str | None]:
+    created_at, last_id = None, None
+    if after is not None:
+        stamp, text_id = decode_cursor(after, "subscriptions", (str, str))
+        created_at, last_id = _parse_key(stamp, text_id)
+    rows = await conn.fetch(
+        QUERIES["list_subscriptions"], workspace_id, created_at, last_id, limit + 1
+    )
+    page, more = rows[:limit], len(rows) > limit
+    cursor = None
+    if more:
+        last = page[-1]
+        cursor = encode_cursor("subscriptions", last["created_at"].isoformat(), str(last["id"]))
+    return page, cursor
+
+
+def _parse_key(stamp: str, text_id: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        return datetime.fromisoformat(stamp), uuid.UUID(text_id)
+    except ValueError:
+        raise InvalidFields.one("after", "not a cursor of this list", parameter=True) from None
+
+
+def _user_topics(row: asyncpg.Record) -> Topics:
+    """The topics the customer gave: topic0 is the events' when there are events."""
+    topics: Topics = list(row["topics"])
+    if row["events"] and topics:
+        topics[0] = None
+    return topics
+
+
+def _webhook_columns(
+    row: asyncpg.Record, spec: SubscriptionSpec
+) -> tuple[str | None, str | None, str | None, datetime | None, datetime | None, str | None]:
+    """url, secret, previous secret, its expiry, disabled_at, disabled_reason after a patch.
+
+    A first URL gets a new secret; another URL keeps the secret; null clears
+    both secrets. Setting the URL (even to the same value) re-enables a webhook
+    the delivery job had disabled.
+    """
+    kept_previous = (row["previous_webhook_secret"], row["previous_secret_expires_at"])
+    if "webhook_url" not in spec.fields_set:
+        return (
+            row["webhook_url"],
+            row["webhook_secret"],
+            *kept_previous,
+            row["webhook_disabled_at"],
+            row["webhook_disabled_reason"],
+        )
+    if spec.webhook_url is None:
+        return None, None, None, None, None, None
+    if row["webhook_secret"] is None:
+        return spec.webhook_url, generate_webhook_secret(), None, None, None, None
+    return spec.webhook_url, row["webhook_secret"], *kept_previous, None, None
+
+
+async def update_subscription(
+    conn: Connection, workspace_id: uuid.UUID, subscription_id: uuid.UUID, spec: SubscriptionSpec
+) -> tuple[asyncpg.Record, bool]:
+    """PATCH: absent fields keep their value; a new filter resets coverage.
+
+    Also says whether a new webhook secret was generated (shown in this answer only).
+    """
+    async with conn.transaction():
+        row = await conn.fetchrow(QUERIES["lock_subscription"], subscription_id, workspace_id)
+        if row is None:
+            raise not_found(subscription_id)
+        given = spec.fields_set
+        events = list(spec.events or []) if "events" in given else list(row["events"])
+        topics = list(spec.topics or []) if "topics" in given else _user_topics(row)
+        addresses = (
+            list(spec.addresses or [])
+            if "addresses" in given
+            else ["0x" + a.hex() for a in row["addresses"]]
+        )
+        built = build_filter(addresses, topics, events)
+        url, secret, prev_secret, prev_expiry, disabled_at, disabled_reason = _webhook_columns(
+            row, spec
+        )
+        updated: asyncpg.Record | None = await conn.fetchrow(
+            QUERIES["update_subscription"],
+            subscription_id,
+            workspace_id,
+            spec.name if "name" in given else row["name"],
+            built.addresses,
+            built.topics,
+            built.events,
+            built.event_abis,
+            url,
+            secret,
+            prev_secret,
+            prev_expiry,
+            disabled_at,
+            disabled_reason,
+            row["stored_events"] if spec.stored_events is None else spec.stored_events,
+        )
+        if (built.addresses, built.topics) != (list(row["addresses"]), list(row["topics"])):
+            await conn.execute(QUERIES["reset_subscription_coverage"], subscription_id)
+    assert updated is not None, "the row is locked"
+    return updated, updated["webhook_secret"] != row["webhook_secret"] and secret is not None
+
+
+async def delete_subscription(
+    conn: Connection, workspace_id: uuid.UUID, subscription_id: uuid.UUID
+) -> None:
+    if await conn.fetchval(QUERIES["delete_subscription"], subscription_id, workspace_id) is None:
+        raise not_found(subscription_id)
+
+
+async def rotate_webhook_secret(
+    conn: Connection, workspace_id: uuid.UUID, subscription_id: uuid.UUID, grace_seconds: int
+) -> asyncpg.Record:
+    """A new secret now; the old one stays valid for the grace period (receivers switch over)."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        QUERIES["rotate_webhook_secret"],
+        subscription_id,
+        workspace_id,
+        generate_webhook_secret(),
+        float(grace_seconds),
+    )
+    if row is None:
+        await get_subscription(conn, workspace_id, subscription_id)  # 404 if not ours
+        raise Conflict(
+            "subscription has no webhook_url: there is no secret to rotate",
+            "no-webhook",
+        )
+    return row
+
+
+async def list_events(
+    conn: Connection,
+    workspace_id: uuid.UUID,
+    subscription_id: uuid.UUID,
+    *,
+    limit: int,
+    after: str | None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Stored matches in chain order, as the webhook sends them (decoded when possible)."""
+    owner = await conn.fetchrow(QUERIES["subscription_exists"], subscription_id, workspace_id)
+    if owner is None:
+        raise not_found(subscription_id)
+    key = [-1, -1, 0]
+    if after is not None:
+        key = decode_cursor(after, "events", (int, int, int))
+    rows = await conn.fetch(QUERIES["list_subscription_events"], subscription_id, *key, limit + 1)
+    page, more = rows[:limit], len(rows) > limit
+    decoder = EventDecoder(owner["event_abis"])
+    items = [_event_item(owner["chain_id"], row, decoder) for row in page]
+    cursor = None
+    if more:
+        last = page[-1]
+        cursor = encode_cursor("events", last["block_number"], last["log_index"], last["id"])
+    return items, cursor
+
+
+def _event_item(chain_id: int, row: asyncpg.Record, decoder: EventDecoder) -> dict[str, Any]:
+    log = Log(
+        row["block_number"],
+        "0x" + row["block_hash"].hex(),
+        row["log_index"],
+        "0x" + row["transaction_hash"].hex(),
+        row["transaction_index"],
+        "0x" + row["address"].hex(),
+        tuple("0x" + topic.hex() for topic in row["topics"]),
+        "0x" + row["data"].hex(),
+    )
+    body = event_body(chain_id, log, decoder)
+    body["backfill_id"] = row["backfill_request_id"]
+    body["stored_at"] = row["created_at"]
+    return body
