@@ -44,13 +44,11 @@ from urllib.parse import urlsplit, urlunsplit
 from bench.rpc_scan import bare_loop, chunks, fill
 from indexer.db import connect, create_pool
 from indexer.filters import Matcher, merge_filters
-from indexer.intervals import Blocks
 from indexer.logging import configure_logging
 from indexer.migrations import load_migrations, migrate
 from indexer.planning import estimate_request
-from indexer.rpc import LogChunk
 from indexer.settings import Settings
-from indexer.window import Window, head_cu, run_window, subscription_filter
+from indexer.window import CommitPlan, Window, head_cu, run_window, subscription_filter
 from indexer.workspaces import create_workspace
 from tests.chain import anvil as chain
 from tests.window_helpers import create_backfill, create_subscription, window_settings
@@ -120,16 +118,10 @@ class CommitTimer:
     def installed(self) -> Iterator[None]:
         original = Window.commit
 
-        async def timed_commit(
-            this: Window,
-            chunk: LogChunk,
-            order: str,
-            parts: dict[uuid.UUID, Blocks],
-            matcher: Matcher[uuid.UUID],
-        ) -> None:
+        async def timed_commit(this: Window, plan: CommitPlan, matcher: Matcher[uuid.UUID]) -> None:
             started = time.perf_counter()
             try:
-                await original(this, chunk, order, parts, matcher)
+                await original(this, plan, matcher)
             finally:
                 self.seconds += time.perf_counter() - started
                 self.commits += 1

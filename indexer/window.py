@@ -8,9 +8,11 @@ coverage) -> record the window. No RPC call happens while a transaction is open.
 
 from __future__ import annotations
 
+import asyncio
+import io
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -20,7 +22,7 @@ from typing import Any
 import asyncpg
 import structlog
 
-from indexer import intervals, metrics
+from indexer import intervals, metrics, staging
 from indexer.budget import BudgetExhausted, WindowBudget
 from indexer.chain_state import load_adaptive_range, save_learned_range
 from indexer.db import Connection
@@ -39,7 +41,7 @@ from indexer.planning import (
 )
 from indexer.queries import QUERIES
 from indexer.rpc import LogChunk, LogScanner, RpcClient
-from indexer.rpc_errors import FatalRpcError, RpcError
+from indexer.rpc_errors import FatalRpcError, ProviderFault, RpcError
 from indexer.settings import ChainSettings, Settings
 
 log = structlog.get_logger(__name__)
@@ -209,6 +211,7 @@ class Window:
 
     async def load_requests(self) -> None:
         await self.conn.execute(QUERIES["create_window_logs_table"])
+        await self.conn.execute(QUERIES["create_window_matches_table"])
         async with self.conn.transaction():
             rows = await self.conn.fetch(QUERIES["refresh_runnable_requests"], self.chain_id)
             unpaid = await self.conn.fetch(QUERIES["pause_requests_without_credits"], self.chain_id)
@@ -265,30 +268,48 @@ class Window:
         calls = merge_filters(filters.values(), max_addresses=self.chain.max_addresses_per_call)
         matcher = Matcher(filters)
         chunks = scanner.scan(calls, planned.low, planned.high, self.budget, order=planned.order)
+        # Chunk N+1 is matched and staged while PostgreSQL commits chunk N (commits
+        # stay one at a time, in scan order, on the window's connection).
+        committing: asyncio.Task[None] | None = None
         async with aclosing(chunks):
-            async for chunk in chunks:
-                self.stats.logs_fetched += len(chunk.logs)
-                parts = {
-                    request_id: part
-                    for request_id, blocks in planned.served.items()
-                    if request_id in self.requests
-                    and (part := intervals.intersect(blocks, chunk.from_block, chunk.to_block))
-                }
-                if parts:
-                    await self.commit(chunk, planned.order, parts, matcher)
-                if not any(r in self.requests for r in planned.served):
-                    return  # everyone this slice served paused, finished or was cancelled
+            try:
+                async for chunk in chunks:
+                    self.stats.logs_fetched += len(chunk.logs)
+                    plan = self.prepare(chunk, planned, matcher)
+                    if committing is not None:
+                        await committing
+                        committing = None
+                    if not any(r in self.requests for r in planned.served):
+                        return  # everyone this slice served paused, finished or was cancelled
+                    if plan is not None:
+                        committing = asyncio.create_task(self.commit(plan, matcher))
+            finally:
+                if committing is not None:
+                    await committing  # the chunk was answered: its commit still counts
+
+    def prepare(
+        self, chunk: LogChunk, planned: Slice, matcher: Matcher[uuid.UUID]
+    ) -> CommitPlan | None:
+        """The chunk's commit, worked out before its transaction opens."""
+        parts = {
+            request_id: part
+            for request_id, blocks in planned.served.items()
+            if request_id in self.requests
+            and (part := intervals.intersect(blocks, chunk.from_block, chunk.to_block))
+        }
+        if not parts:
+            return None
+        plan = CommitPlan.build(self, chunk, planned.order, parts, matcher)
+        plan.stage(self)
+        return plan
 
     # -- one commit ---------------------------------------------------------------------
 
-    async def commit(
-        self,
-        chunk: LogChunk,
-        order: str,
-        parts: dict[uuid.UUID, Blocks],
-        matcher: Matcher[uuid.UUID],
-    ) -> None:
+    async def commit(self, plan: CommitPlan, matcher: Matcher[uuid.UUID]) -> None:
         """Store, charge, enqueue and advance for one answered chunk, in one transaction."""
+        parts = {r: part for r, part in plan.parts.items() if r in self.requests}
+        if not parts:
+            return  # the previous commit paused or finished every request it served
         async with self.conn.transaction():
             renewed = await self.conn.fetchval(
                 QUERIES["renew_window_lease"], self.chain_id, self.worker, self.chain.lease_seconds
@@ -296,7 +317,8 @@ class Window:
             if renewed is None:
                 raise LeaseLost(f"chain {self.chain_id}: another worker took the window lease")
             parts = await self.lock_live(parts)
-            plan = CommitPlan.build(self, chunk, order, parts, matcher)
+            if parts.keys() != plan.parts.keys():  # an owner paused or cancelled one meanwhile
+                plan = CommitPlan.build(self, plan.chunk, plan.order, parts, matcher)
             if plan.candidates:
                 await plan.store(self)
             await plan.apply(self)
@@ -426,6 +448,7 @@ class CommitPlan:
     requests_by_subscription: dict[uuid.UUID, list[uuid.UUID]] = field(
         default_factory=lambda: defaultdict(list)
     )
+    payload: bytes | None = None  # the candidates as COPY text for `window_matches`
 
     @classmethod
     def build(
@@ -477,8 +500,92 @@ class CommitPlan:
         found = self.requests_of(window, subscription_id, block, self.parts)
         return found[0] if found else None
 
+    def stage(self, window: Window) -> bytes:
+        """The candidates with their owning requests, as COPY text (made once)."""
+        if self.payload is None:
+            self.payload = staging.stage_payload(
+                (s, self.owner(window, s, entry.block_number), entry)
+                for s, entry in self.candidates
+            )
+        return self.payload
+
     async def store(self, window: Window) -> None:
         """Logs and paid matches, credits, ledger, outbox."""
+        wanted = Counter(window.subscriptions[s].workspace_id for s, _ in self.candidates)
+        balances = {
+            row["id"]: row["credits"]
+            for row in await window.conn.fetch(QUERIES["lock_workspaces"], list(wanted))
+        }
+        if all(balances[w] >= n for w, n in wanted.items()):
+            await self.store_staged(window)  # every candidate can be paid: no cut-off to find
+        else:
+            await self.store_counted(window, balances)
+
+    async def store_staged(self, window: Window) -> None:
+        """Every candidate is affordable: logs and matches go in by COPY and two statements."""
+        conn = window.conn
+        try:
+            await conn.copy_to_table(
+                "window_matches",
+                source=io.BytesIO(self.stage(window)),
+                columns=staging.COLUMNS,
+                format="text",
+            )
+        except asyncpg.DataError as exc:
+            raise ProviderFault(
+                f"eth_getLogs for blocks {self.chunk.from_block}-{self.chunk.to_block} "
+                f"returned a log that is not hex: {exc}"
+            ) from exc
+        await conn.execute(QUERIES["insert_staged_logs"], window.chain_id)
+        detailed = self.detailed(window)
+        rows = await conn.fetch(QUERIES["insert_staged_matches"], window.chain_id, list(detailed))
+        new_keys: set[tuple[uuid.UUID, int, int]] = set()
+        new_of: Counter[uuid.UUID] = Counter()
+        charged: dict[uuid.UUID, tuple[int, uuid.UUID | None]] = {}
+        for row in rows:
+            subscription_id, request_id = row["subscription_id"], row["backfill_request_id"]
+            new_of[subscription_id] += row["new_matches"]
+            workspace_id = window.subscriptions[subscription_id].workspace_id
+            count, first = charged.get(workspace_id, (0, request_id))
+            charged[workspace_id] = (count + row["new_matches"], first)
+            if subscription_id in detailed:
+                keys = zip(row["block_numbers"], row["log_indexes"], strict=True)
+                new_keys.update((subscription_id, block, index) for block, index in keys)
+            elif request_id is not None:
+                self.new_by_request[request_id] += row["new_matches"]
+        found_of = Counter(s for s, _ in self.candidates if s not in detailed)
+        for subscription_id, found in found_of.items():
+            (request_id,) = self.requests_by_subscription[subscription_id]
+            self.found_by_request[request_id] += found
+            self.duplicates_by_request[request_id] += found - new_of[subscription_id]
+        paid: list[Pair] = []
+        duplicates: list[Pair] = []
+        for subscription_id, entry in self.candidates:
+            if subscription_id in detailed:
+                is_new = (subscription_id, entry.block_number, entry.log_index) in new_keys
+                (paid if is_new else duplicates).append((subscription_id, 0, entry))
+        self.count(window, paid, duplicates)
+        self.tally(window, sum(new_of.values()))
+        await self.debit(window, charged)
+        await self.enqueue(window, paid, duplicates)
+
+    def detailed(self, window: Window) -> set[uuid.UUID]:
+        """Subscriptions whose new matches are needed one by one, not just counted:
+        those with a webhook (outbox) or with several requests sharing the chunk."""
+        return {
+            subscription_id
+            for subscription_id, request_ids in self.requests_by_subscription.items()
+            if len(request_ids) > 1 or window.subscriptions[subscription_id].sends_webhooks
+        }
+
+    def tally(self, window: Window, new_matches: int) -> None:
+        window.stats.new_matches += new_matches
+        window.stats.credits_charged += new_matches
+        window.stats.duplicate_matches += sum(self.duplicates_by_request.values())
+
+    async def store_counted(self, window: Window, balances: dict[uuid.UUID, int]) -> None:
+        """Some workspace cannot pay for every candidate: find which matches are new
+        first, pay them in scan order up to the balance, then store the paid ones."""
         conn = window.conn
         rows: dict[tuple[str, int], tuple[Any, ...]] = {}
         for _, entry in self.candidates:
@@ -514,20 +621,19 @@ class CommitPlan:
             )
             existing = {(row["subscription_id"], row["log_id"]) for row in found}
         new = [p for p in pairs if (p[0], p[1]) not in existing]
-        paid = await self.charge(window, new)
+        paid = await self.charge(window, new, balances)
         duplicates = [p for p in pairs if (p[0], p[1]) in existing]
         self.count(window, paid, duplicates)
+        self.tally(window, len(paid))
         await self.enqueue(window, paid, duplicates)
 
-    async def charge(self, window: Window, new: list[Pair]) -> list[Pair]:
+    async def charge(
+        self, window: Window, new: list[Pair], balances: dict[uuid.UUID, int]
+    ) -> list[Pair]:
         """Pay new matches in scan order up to each workspace's balance; store the paid."""
         by_workspace: dict[uuid.UUID, list[Pair]] = defaultdict(list)
         for pair in new:
             by_workspace[window.subscriptions[pair[0]].workspace_id].append(pair)
-        balances = {
-            row["id"]: row["credits"]
-            for row in await window.conn.fetch(QUERIES["lock_workspaces"], list(by_workspace))
-        }
         paid: list[Pair] = []
         for workspace_id, matches in by_workspace.items():
             keys = [(e.block_number, e.log_index) for _, _, e in matches]
@@ -547,26 +653,32 @@ class CommitPlan:
         )
         stored = {(row["subscription_id"], row["log_id"]) for row in inserted}
         paid = [p for p in paid if (p[0], p[1]) in stored]
-        await self.debit(window, paid)
+        charged: dict[uuid.UUID, tuple[int, uuid.UUID | None]] = {}
+        for subscription_id, _, entry in paid:
+            workspace_id = window.subscriptions[subscription_id].workspace_id
+            count, first = charged.get(workspace_id, (0, None))
+            if first is None:
+                first = self.owner(window, subscription_id, entry.block_number)
+            charged[workspace_id] = (count + 1, first)
+        await self.debit(window, charged)
         return paid
 
-    async def debit(self, window: Window, paid: list[Pair]) -> None:
-        """One credit per stored new match, with a ledger line per workspace."""
-        charged: dict[uuid.UUID, list[Pair]] = defaultdict(list)
-        for pair in paid:
-            charged[window.subscriptions[pair[0]].workspace_id].append(pair)
-        for workspace_id, pairs in charged.items():
-            balance = await window.conn.fetchval(
-                QUERIES["charge_credits"], workspace_id, len(pairs)
-            )
-            subscription_id, _, first = pairs[0]
+    async def debit(
+        self, window: Window, charged: dict[uuid.UUID, tuple[int, uuid.UUID | None]]
+    ) -> None:
+        """One credit per stored new match, with a ledger line per workspace (naming
+        the request of its first match)."""
+        for workspace_id, (count, request_id) in charged.items():
+            if not count:
+                continue
+            balance = await window.conn.fetchval(QUERIES["charge_credits"], workspace_id, count)
             await window.conn.execute(
                 QUERIES["append_ledger_entry"],
                 workspace_id,
-                -len(pairs),
+                -count,
                 balance,
                 "backfill_matches",
-                self.owner(window, subscription_id, first.block_number),
+                request_id,
                 window.window_id,
                 f"chain {window.chain_id} blocks {self.chunk.from_block}-{self.chunk.to_block}",
             )
@@ -598,9 +710,6 @@ class CommitPlan:
             ):
                 self.found_by_request[request_id] += 1
                 self.duplicates_by_request[request_id] += 1
-        window.stats.new_matches += len(paid)
-        window.stats.credits_charged += len(paid)
-        window.stats.duplicate_matches += sum(self.duplicates_by_request.values())
 
     async def enqueue(self, window: Window, paid: list[Pair], duplicates: list[Pair]) -> None:
         """Outbox rows for webhook-enabled subscriptions (and stored matches to redeliver)."""

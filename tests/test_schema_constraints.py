@@ -53,16 +53,6 @@ async def test_one_match_per_subscription_and_log(conn: asyncpg.Connection) -> N
     assert await conn.fetchval("SELECT count(*) FROM matches") == 1
 
 
-async def test_a_match_needs_a_stored_log(conn: asyncpg.Connection) -> None:
-    subscription_id = await make_subscription(conn, await make_workspace(conn))
-    with pytest.raises(asyncpg.ForeignKeyViolationError):
-        await conn.execute(
-            "INSERT INTO matches (subscription_id, log_id, block_number, log_index)"
-            " VALUES ($1, 424242, 1, 0)",
-            subscription_id,
-        )
-
-
 @pytest.mark.parametrize(
     ("columns", "constraint"),
     [

@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 import asyncpg
+import pytest
 from prometheus_client import generate_latest
 from structlog.testing import capture_logs
 
@@ -231,3 +232,46 @@ async def test_queued_requests_get_an_eta_and_the_window_is_measured(
     exposition = generate_latest().decode()
     assert 'logfill_cu_spent_total{chain_id="1"}' in exposition
     assert 'logfill_backfill_requests{chain_id="1",status="processing"} 1.0' in exposition
+
+
+class ForgingChain(SyntheticChain):
+    """Block 1,500 holds a log whose data field carries a forged COPY row for
+    another subscription ("forged") or an odd number of hex digits ("odd")."""
+
+    victim: str = ""
+    mode: str = "forged"
+
+    def block_logs(self, number: int) -> list[Any]:
+        logs = super().block_logs(number)
+        if number == 1_500 and logs and self.mode == "forged":
+            zero = "\\\\x" + "00" * 32
+            forged = (
+                f"\n{self.victim}\t\\N\t1500\t{zero}\t9\t{zero}\t0\t\\\\x{'00' * 20}\t{{}}\t\\\\x"
+            )
+            logs[0] = {**logs[0], "data": "0x00" + forged}
+        if number == 1_500 and logs and self.mode == "odd":
+            logs[0] = {**logs[0], "data": "0x123"}
+        return logs
+
+
+@pytest.mark.parametrize("mode", ["forged", "odd"])
+async def test_a_log_that_is_not_hex_stores_nothing_and_never_fails_the_request(
+    conn: asyncpg.Connection, database_url: str, mode: str
+) -> None:
+    workspace, request = await one_request(conn, 1_000, 1_999)
+    victim = await create_subscription(conn, workspace, addresses=["0x" + "99" * 20])
+    chain = ForgingChain(logs_per_block=sparse)
+    chain.victim, chain.mode = str(victim), mode
+    async with FakeProvider(chain=chain) as fake, window_pool(database_url) as pool:
+        settings = window_settings(fake.url, max_block_range=100)
+        await run_window(pool, settings, 1, "test-worker")
+
+    row = await status_of(conn, request)
+    assert row["status"] == "processing" and row["error"] is None
+    assert row["cursor"] == 1_500  # blocks before the forged log are committed
+    assert "not hex" in row["last_transient_error"]
+    assert (
+        await conn.fetchval("SELECT count(*) FROM matches WHERE subscription_id = $1", victim) == 0
+    )
+    stored = await conn.fetch("SELECT block_number FROM matches ORDER BY block_number")
+    assert [r["block_number"] for r in stored] == list(range(1_000, 1_500, 50))

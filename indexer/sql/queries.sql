@@ -196,6 +196,50 @@ CREATE TEMP TABLE IF NOT EXISTS window_logs (
     data bytea NOT NULL
 ) ON COMMIT DELETE ROWS;
 
+-- create_window_matches_table --
+-- Per-connection staging table of a commit's candidate matches, each with its log,
+-- filled by one COPY (text) and emptied at each commit.
+CREATE TEMP TABLE IF NOT EXISTS window_matches (
+    subscription_id uuid NOT NULL,
+    backfill_request_id uuid,
+    block_number bigint NOT NULL,
+    block_hash bytea NOT NULL,
+    log_index integer NOT NULL,
+    transaction_hash bytea NOT NULL,
+    transaction_index integer NOT NULL,
+    address bytea NOT NULL,
+    topics bytea[] NOT NULL,
+    data bytea NOT NULL
+) ON COMMIT DELETE ROWS;
+
+-- insert_staged_logs --
+-- Store the staged candidates' logs once (a log two subscriptions match is staged
+-- twice; ON CONFLICT keeps one).
+INSERT INTO logs (chain_id, block_number, block_hash, log_index, transaction_hash,
+                  transaction_index, address, topics, data)
+SELECT $1, block_number, block_hash, log_index, transaction_hash, transaction_index,
+       address, topics, data
+FROM window_matches
+ON CONFLICT (chain_id, block_hash, log_index) DO NOTHING;
+
+-- insert_staged_matches --
+-- Store every staged match (the caller checked that the balances pay for all of
+-- them); per (subscription, request) the number that were new, and for the
+-- subscriptions in $2 which ones (block number, log index), for the outbox.
+WITH stored AS (
+    INSERT INTO matches (subscription_id, log_id, block_number, log_index, backfill_request_id)
+    SELECT s.subscription_id, l.id, s.block_number, s.log_index, s.backfill_request_id
+    FROM window_matches s
+    JOIN logs l ON l.chain_id = $1 AND l.block_hash = s.block_hash AND l.log_index = s.log_index
+    ON CONFLICT (subscription_id, log_id) DO NOTHING
+    RETURNING subscription_id, backfill_request_id, block_number, log_index
+)
+SELECT subscription_id, backfill_request_id, count(*)::integer AS new_matches,
+       array_agg(block_number) FILTER (WHERE subscription_id = ANY($2::uuid[])) AS block_numbers,
+       array_agg(log_index) FILTER (WHERE subscription_id = ANY($2::uuid[])) AS log_indexes
+FROM stored
+GROUP BY subscription_id, backfill_request_id;
+
 -- insert_window_logs --
 -- Store the staged logs once; ids of the ones that were new.
 INSERT INTO logs (chain_id, block_number, block_hash, log_index, transaction_hash,
