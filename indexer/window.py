@@ -43,6 +43,7 @@ from indexer.queries import QUERIES
 from indexer.rpc import LogChunk, LogScanner, RpcClient
 from indexer.rpc_errors import FatalRpcError, ProviderFault, RpcError
 from indexer.settings import ChainSettings, Settings
+from indexer.webhooks.payload import split_events
 
 log = structlog.get_logger(__name__)
 
@@ -733,25 +734,29 @@ class CommitPlan:
     def delivery_rows(
         self, window: Window, batches: dict[tuple[uuid.UUID, uuid.UUID | None], list[Log]]
     ) -> Iterable[tuple[Any, ...]]:
-        size = window.settings.webhook_max_events_per_delivery
+        settings = window.settings
         for (subscription_id, request_id), logs in batches.items():
             subscription = window.subscriptions[subscription_id]
-            for start in range(0, len(logs), size):
-                batch = logs[start : start + size]
-                payload = {
-                    "type": "backfill.matches",
-                    "subscription_id": str(subscription_id),
-                    "backfill_id": str(request_id) if request_id else None,
-                    "chain_id": window.chain_id,
-                    "events": [event_body(window.chain_id, e, subscription.decoder) for e in batch],
-                }
+            envelope = {
+                "type": "backfill.matches",
+                "subscription_id": str(subscription_id),
+                "backfill_id": str(request_id) if request_id else None,
+                "chain_id": window.chain_id,
+            }
+            events = [event_body(window.chain_id, e, subscription.decoder) for e in logs]
+            for batch in split_events(
+                events,
+                settings.webhook_max_events_per_delivery,
+                settings.webhook_max_body_bytes,
+                envelope,
+            ):
                 yield (
                     subscription_id,
                     subscription.workspace_id,
                     request_id,
-                    payload,
+                    {**envelope, "events": batch},
                     len(batch),
-                    batch[0].block_number,
+                    batch[0]["block_number"],
                 )
 
     async def apply(self, window: Window) -> None:

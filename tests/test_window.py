@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+import orjson
 import pytest
 
 from indexer.settings import ChainSettings, Settings
@@ -308,13 +309,15 @@ async def test_two_chains_racing_for_one_balance_never_overspend_it(
 # -- the webhook outbox ----------------------------------------------------------------
 
 
-async def outbox_events(conn: asyncpg.Connection, subscription: uuid.UUID) -> list[dict[str, Any]]:
+async def outbox_events(
+    conn: asyncpg.Connection, subscription: uuid.UUID, max_events: int = 7
+) -> list[dict[str, Any]]:
     rows = await conn.fetch(
         "SELECT payload, event_count FROM webhook_deliveries WHERE subscription_id = $1"
         " ORDER BY seq",
         subscription,
     )
-    assert all(r["event_count"] == len(r["payload"]["events"]) <= 7 for r in rows)
+    assert all(r["event_count"] == len(r["payload"]["events"]) <= max_events for r in rows)
     return [event for r in rows for event in r["payload"]["events"]]
 
 
@@ -354,3 +357,31 @@ async def test_new_matches_are_queued_for_the_webhook_and_redelivered_free_on_re
     assert await conn.fetchval("SELECT credits FROM workspaces WHERE id = $1", workspace) == credits
     row = await request_row(conn, again)
     assert (row["new_matches"], row["duplicate_matches"]) == (0, len(expected))
+
+
+async def test_outbox_bodies_stay_under_the_size_limit_and_keep_every_event(
+    filled_chain: FilledChain, conn: asyncpg.Connection, database_url: str
+) -> None:
+    fc = filled_chain
+    limit = 2048
+    settings = window_settings(fc.url, max_block_range=10).model_copy(
+        update={"webhook_max_events_per_delivery": 100, "webhook_max_body_bytes": limit}
+    )
+    workspace = await make_workspace(conn, credits=100_000)
+    subscription = await create_subscription(
+        conn, workspace, addresses=[fc.contracts[0]], webhook_url="https://receiver.example/h"
+    )
+    low, high = fc.low, fc.low + 30
+    request = await create_backfill(conn, subscription, low, high)
+    async with window_pool(database_url) as pool:
+        await run_until_settled(pool, settings, [request])
+
+    rows = await conn.fetch(
+        "SELECT payload, event_count FROM webhook_deliveries WHERE subscription_id = $1",
+        subscription,
+    )
+    assert all(len(orjson.dumps(r["payload"])) <= limit for r in rows)
+    assert len(rows) > 1 and any(r["event_count"] > 1 for r in rows)  # split, still packed
+    events = await outbox_events(conn, subscription, max_events=100)
+    expected = keys_of(chain.get_logs(fc.url, low, high, address=fc.contracts[0]))
+    assert [(e["block_hash"], e["log_index"]) for e in events] == expected
