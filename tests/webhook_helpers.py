@@ -49,6 +49,7 @@ class Received:
     at: float  # time.monotonic()
     wall: float  # time.time()
     verified: bool
+    peer_port: int = 0  # the client's end of the connection
 
     @property
     def webhook_id(self) -> str:
@@ -93,8 +94,15 @@ class Receiver:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         headers = {k.lower(): v for k, v in request.headers.items()}
+        peer = request.transport.get_extra_info("peername") if request.transport else None
         received = Received(
-            request.path, headers, body, time.monotonic(), time.time(), self.verify(body, headers)
+            request.path,
+            headers,
+            body,
+            time.monotonic(),
+            time.time(),
+            self.verify(body, headers),
+            peer[1] if peer else 0,
         )
         self.received.append(received)
         self.arrived.set()
