@@ -31,6 +31,9 @@ MAX_BLOCK = 2**63 - 1
 _HEX_BLOCK = re.compile(r"^0x[0-9a-fA-F]{1,15}$")
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _TOPIC = re.compile(r"^0x[0-9a-fA-F]{64}$")
+# RFC 3986 characters only: international domain names are given in punycode.
+_URL = re.compile(r"^https?://[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+$")
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 MAX_ADDRESSES = 10000
 MAX_EVENTS = 50
 
@@ -94,6 +97,11 @@ def _webhook_url(value: Any) -> str:
     """An absolute http(s) URL with a host, no credentials and no fragment."""
     if not isinstance(value, str) or not 1 <= len(value) <= 2048:
         raise ValueError("a webhook URL is a string of at most 2048 characters")
+    if not _URL.match(value) or _BAD_ESCAPE.search(value):
+        raise ValueError(
+            "the webhook URL must be an absolute http(s) URL of RFC 3986 characters "
+            "(international domain names in punycode)"
+        )
     try:
         url = URL(value)
     except (ValueError, TypeError):
@@ -129,12 +137,14 @@ TopicPosition = Annotated[
 WebhookUrl = Annotated[
     str,
     PlainValidator(_webhook_url),
-    WithJsonSchema({"type": "string", "format": "uri", "pattern": "^https?://", "maxLength": 2048}),
+    WithJsonSchema({"type": "string", "format": "uri", "pattern": _URL.pattern, "maxLength": 2048}),
 ]
-EventSignature = Annotated[str, StringConstraints(min_length=1, max_length=1000)]
-Name = Annotated[str, StringConstraints(max_length=200)]
-LabelKey = Annotated[str, StringConstraints(min_length=1, max_length=40)]
-LabelValue = Annotated[str, StringConstraints(max_length=500)]
+# PostgreSQL text and jsonb cannot hold U+0000.
+_NO_NUL = r"^[^\x00]*$"
+EventSignature = Annotated[str, StringConstraints(min_length=1, max_length=1000, pattern=_NO_NUL)]
+Name = Annotated[str, StringConstraints(max_length=200, pattern=_NO_NUL)]
+LabelKey = Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=_NO_NUL)]
+LabelValue = Annotated[str, StringConstraints(max_length=500, pattern=_NO_NUL)]
 
 
 class RequestModel(BaseModel):
