@@ -1,0 +1,187 @@
+"""`logfill demo`: the whole mission on one machine, set up and torn down in one command.
+
+An embedded PostgreSQL in a temporary directory (or LOGFILL_DATABASE_URL), a
+local anvil with DemoToken/DemoNFT/DemoItems and a few thousand blocks of
+transfers, the demo's webhook receiver, and `logfill run` with a 1 s tick. The
+workspace is made the operator's way (`indexer.workspaces.create_workspace`);
+everything else goes through the HTTP API (`demo.story`). Every child process
+is stopped on the way out, on success, failure and Ctrl-C alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+from rich.console import Console
+from rich.table import Table
+
+from api.client import ApiClient
+from demo.chain import (
+    CHAIN_ID,
+    Anvil,
+    Deployed,
+    History,
+    compile_contracts,
+    deploy,
+    make_history,
+)
+from demo.receiver import WebhookReceiver, start_receiver
+from demo.service import Service, chain_config
+from demo.story import Plan, Summary, check_summary, run_story
+from indexer.db import connect
+from indexer.embedded import embedded_database
+from indexer.migrations import load_migrations, migrate
+from indexer.workspaces import create_workspace
+
+DEFAULT_BLOCKS = 2000
+DEMO_PLAN = "pro"
+DEMO_CREDITS = 1_000_000
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    blocks: int = DEFAULT_BLOCKS
+    keep: bool = False
+    database_url: str | None = None  # None: an embedded PostgreSQL of the demo's own
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    summary: Summary
+    problems: list[str]
+    child_pids: tuple[int, ...]  # anvil and `logfill run`, all stopped on return
+
+
+@dataclass(frozen=True)
+class Stage:
+    """What is running while the story is told."""
+
+    api_key: str
+    anvil_url: str
+    anvil_pid: int
+    deployed: Deployed
+    history: History
+    service: Service
+    data_dir: Path
+
+
+async def _open_workspace(database_url: str) -> str:
+    """Migrate, then the operator's step: a workspace on the pro plan; its API key."""
+    conn = await connect(database_url)
+    try:
+        await migrate(conn, load_migrations())
+        created = await create_workspace(
+            conn, name="logfill demo", plan=DEMO_PLAN, credits=DEMO_CREDITS
+        )
+    finally:
+        await conn.close()
+    return created.api_key
+
+
+@contextmanager
+def staged(options: DemoOptions, console: Console) -> Iterator[Stage]:
+    """PostgreSQL, anvil with history, `logfill run`; all stopped when the block ends."""
+    with ExitStack() as stack:
+        data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="logfill-demo-")))
+        database_url = options.database_url
+        if database_url is None:
+            console.print(f"[dim]- starting an embedded PostgreSQL in {data_dir}[/]")
+            database_url = stack.enter_context(embedded_database(data_dir))
+        api_key = asyncio.run(_open_workspace(database_url))
+        console.print("[dim]- compiling DemoToken, DemoNFT, DemoItems (OpenZeppelin, solcjs)[/]")
+        artifacts = compile_contracts()
+        anvil = stack.enter_context(Anvil())
+        deployed = deploy(anvil.url, artifacts)
+        console.print(f"[dim]- anvil at {anvil.url}: contracts deployed, mining history[/]")
+        history = make_history(anvil.url, deployed, options.blocks)
+        console.print(
+            f"[dim]- {history.last_block} blocks, {history.token_transfers} token transfers, "
+            f"{history.nft_mints} NFT mints, {history.item_mints} item mints[/]"
+        )
+        config = chain_config(anvil.url, history.last_block + 1)
+        service = stack.enter_context(Service(database_url, data_dir, config))
+        console.print(f"[dim]- logfill run at {service.url} (log: {service.log_path})[/]")
+        yield Stage(api_key, anvil.url, anvil.pid, deployed, history, service, data_dir)
+
+
+def print_summary(console: Console, summary: Summary) -> None:
+    table = Table(title="Summary", show_header=False, title_justify="left")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_column("note")
+    same = "same id" if summary.replay_id == summary.backfill_id else "ANOTHER id"
+    rows = [
+        ("token transfers on chain", f"{summary.transfers_on_chain:,}",
+         f"in {summary.blocks:,} blocks"),
+        ("matches stored", f"{summary.matches_stored:,}",
+         "= transfers" if summary.matches_stored == summary.transfers_on_chain else "MISMATCH"),
+        ("credits charged", f"{summary.credits_charged:,}",
+         f"balance {summary.credits_before:,} -> {summary.credits_after:,}"),
+        ("CU spent", f"{summary.cu_spent:,}", f"dry-run estimate {summary.cu_estimated:,}"),
+        ("windows", f"{summary.windows}", "1 s tick, at most 250 CU each"),
+        ("webhook deliveries", f"{summary.webhook_deliveries}",
+         f"{summary.webhook_verified} signatures verified, {summary.webhook_rejected} rejected"),
+        ("webhook events received", f"{summary.webhook_events:,}",
+         f"of {summary.new_matches:,} new matches"),
+        ("repeated POST", "deduplicated" if summary.replayed else "NOT deduplicated",
+         f"{same}, Idempotent-Replayed: {str(summary.replayed).lower()}"),
+    ]  # fmt: skip
+    for figure, value, note in rows:
+        table.add_row(figure, value, note)
+    console.print(table)
+    console.print(
+        f"Request {summary.backfill_id} {summary.status}; story told in {summary.seconds:.1f} s."
+    )
+
+
+def print_where(console: Console, stage: Stage, summary: Summary, receiver: str) -> None:
+    url, key = stage.service.url, stage.api_key
+    console.print(f"""
+[bold]The service is up[/] (Ctrl-C stops everything and deletes the demo's data):
+  API          {url}   (OpenAPI: {url}/openapi.json)
+  API key      {key}
+  anvil        {stage.anvil_url}   chain {CHAIN_ID}, DemoToken {stage.deployed.token}
+  webhooks     {receiver}
+  service log  {stage.service.log_path}
+Try:
+  export LOGFILL_API_URL={url} LOGFILL_API_KEY={key}
+  logfill backfill list --subscription {summary.subscription_id}
+  logfill backfill status {summary.backfill_id}""")
+
+
+async def _wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+
+
+async def _serve_story(stage: Stage, options: DemoOptions, console: Console) -> Summary:
+    receiver = WebhookReceiver()
+    runner: web.AppRunner = await start_receiver(receiver)
+    plan = Plan(stage.deployed.token, 0, stage.history.last_block, stage.history.token_transfers)
+    try:
+        async with ApiClient(stage.service.url, stage.api_key) as api:
+            summary = await run_story(api, plan, receiver, console)
+        print_summary(console, summary)
+        if options.keep:
+            print_where(console, stage, summary, receiver.url)
+            await _wait_for_signal()
+        return summary
+    finally:
+        await runner.cleanup()
+
+
+def run_demo(options: DemoOptions, console: Console) -> DemoResult:
+    with staged(options, console) as stage:
+        pids = (stage.anvil_pid, stage.service.pid)
+        summary = asyncio.run(_serve_story(stage, options, console))
+    return DemoResult(summary, check_summary(summary), pids)
