@@ -375,6 +375,12 @@ def _add_backfill_parser(commands: argparse._SubParsersAction[argparse.ArgumentP
 # --- demo ----------------------------------------------------------------------------
 
 
+def _history_blocks(value: str) -> int:
+    if not value.isdigit() or int(value) < 20:
+        raise argparse.ArgumentTypeError(f"at least 20 blocks, got {value!r}")
+    return int(value)
+
+
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from demo.run import DemoOptions, run_demo  # the demo's imports only when it runs
 
@@ -423,7 +429,12 @@ def build_parser() -> argparse.ArgumentParser:
         "logfill run; backfills the token's transfers through the API; prints a summary.",
     )
     demo.add_argument("--keep", action="store_true", help="leave everything up until Ctrl-C")
-    demo.add_argument("--blocks", type=int, default=2000, help="blocks of history (%(default)s)")
+    demo.add_argument(
+        "--blocks",
+        type=_history_blocks,
+        default=2000,
+        help="blocks of history, at least 20 (default %(default)s)",
+    )
     demo.set_defaults(func=cmd_demo)
     return parser
 
