@@ -3,7 +3,9 @@
 A subscription created from event signatures keeps their ABI entries
 (`event_abis`); a match of one of those events carries its arguments decoded
 with eth_abi. Values are made JSON-safe: integers as decimal strings (uint256
-does not fit a JSON number), bytes as 0x hex, addresses checksummed.
+does not fit a JSON number), bytes as 0x hex, addresses checksummed, and NUL
+characters in strings replaced by U+FFFD (PostgreSQL's jsonb, where the outbox
+keeps bodies, cannot hold \\u0000).
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ def _json_safe(abi_type: str, value: Any) -> Any:
         return "0x" + value.hex()
     if isinstance(value, tuple):
         return [_json_safe("", item) for item in value]
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
     return value
 
 
