@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: run test check lint types pytest migrate bench clean
+.PHONY: run demo test check lint types pytest migrate bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,6 +14,10 @@ $(STAMP): pyproject.toml
 ## run: API + worker in one process on the embedded PostgreSQL (or LOGFILL_DATABASE_URL)
 run: $(STAMP)
 	$(BIN)/logfill run
+
+## demo: the whole mission end to end on a local chain; `make demo ARGS=--keep` stays up
+demo: $(STAMP) node_modules/.installed
+	$(BIN)/logfill demo $(ARGS)
 
 migrate: $(STAMP)
 	$(BIN)/logfill migrate
@@ -30,7 +34,8 @@ lint: $(STAMP)
 types: $(STAMP)
 	$(BIN)/mypy
 
-# Test-only node tooling (anvil, solcjs) for tests/chain, pinned by package-lock.json.
+# Node tooling (anvil, solcjs, OpenZeppelin) for tests/chain and the demo, pinned by
+# package-lock.json.
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
@@ -38,10 +43,9 @@ node_modules/.installed: package.json package-lock.json
 pytest: $(STAMP) node_modules/.installed
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-## bench: benchmarks under bench/ (figures printed and written to bench/results/)
+## bench: every benchmark under bench/, then bench/results/latest.json and latest.md
 bench: $(STAMP) node_modules/.installed
-	$(BIN)/python -m bench.rpc_scan
-	$(BIN)/python -m bench.backfill_e2e
+	$(BIN)/python -m bench.report $(ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache *.egg-info
