@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import asyncpg
+import httpx
 import orjson
 import structlog
 from aiohttp import web
@@ -388,10 +389,15 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop like Ctrl-C, cleaning up
     console = Console(soft_wrap=True)
     options = DemoOptions(blocks=args.blocks, keep=args.keep, database_url=settings.database_url)
-    result = run_demo(options, console)
+    try:
+        result = run_demo(options, console)
+    except (ApiError, httpx.HTTPError) as exc:
+        console.print(f"[red]demo failed:[/] {exc}")
+        return 1
+    finally:
+        console.print("Everything the demo started is stopped.")
     for problem in result.problems:
         console.print(f"[red]problem:[/] {problem}")
-    console.print("Everything the demo started is stopped.")
     return 1 if result.problems else 0
 
 

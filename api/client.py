@@ -225,11 +225,12 @@ async def watch_backfill(
         async with asyncio.timeout(timeout):
             while True:
                 backfill = await client.get_backfill(backfill_id)
+                total = max(1, int(backfill["blocks_total"]))
                 progress.update(
                     task,
                     description=str(backfill["status"]),
-                    total=max(1, int(backfill["blocks_total"])),
-                    completed=int(backfill["blocks_scanned"]),
+                    total=total,
+                    completed=round(float(backfill["progress"]) * total),  # noop ends at 100%
                     detail=progress_detail(backfill),
                 )
                 progress.refresh()

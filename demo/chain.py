@@ -30,7 +30,7 @@ from eth_abi.abi import encode as abi_encode
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
-from indexer.errors import ConfigError
+from indexer.errors import ConfigError, LogfillError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CONTRACTS_DIR = Path(__file__).resolve().parent / "contracts"
@@ -71,7 +71,7 @@ process.stdin.on("end", () => {
 """
 
 
-class ChainError(RuntimeError):
+class ChainError(LogfillError):
     """The demo chain could not be set up."""
 
 

@@ -14,6 +14,7 @@ from typing import IO
 import httpx
 
 from demo.chain import CHAIN_ID, free_port, stop_process_group
+from indexer.errors import LogfillError
 
 TICK_SECONDS = 1.0
 # Every window reads the head (10 CU) and then makes at most 4 eth_getLogs calls (60 CU
@@ -22,7 +23,7 @@ WINDOW_BUDGET_CU = 250
 CALLS_PER_REQUEST = 12
 
 
-class ServiceError(RuntimeError):
+class ServiceError(LogfillError):
     """`logfill run` did not come up."""
 
 

@@ -17,11 +17,12 @@ from rich.console import Console
 from api.client import JSON, ApiClient, watch_backfill
 from demo.chain import CHAIN_ID
 from demo.receiver import WebhookReceiver
+from indexer.errors import LogfillError
 
 TRANSFER = "Transfer(address indexed from, address indexed to, uint256 value)"
 
 
-class StoryError(RuntimeError):
+class StoryError(LogfillError):
     """A step of the demo did not turn out as it should."""
 
 

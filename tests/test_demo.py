@@ -52,6 +52,7 @@ def test_the_demo_story_end_to_end(database_url: str) -> None:
     assert summary.cu_spent == summary.cu_estimated
     assert result.problems == []
     assert "Summary" in text and f"{summary.matches_stored:,}" in text
+    assert "completed" in text and "100%" in text  # the progress bar ended full
 
     assert all_gone(result.child_pids)
     assert descendants(os.getpid()) <= before
