@@ -196,7 +196,7 @@ RETURNING id;
 
 -- try_lock_idempotency_key --
 -- Only one request per (workspace, key) is handled at a time; the loser answers 409.
-SELECT pg_try_advisory_xact_lock(hashtextextended('logfill.idempotency/' || $1::text || '/' || $2, 0));
+SELECT pg_try_advisory_xact_lock(hashtextextended('logfill.idempotency/' || $1::uuid::text || '/' || $2, 0));
 
 -- find_idempotency_key --
 -- The stored first response of a key, and whether the key has expired.
