@@ -107,7 +107,7 @@ async def run_window(
     chain = settings.chains[chain_id]
     async with pool.acquire() as conn:
         started = await conn.fetchval(
-            QUERIES["take_window_lease"], chain_id, worker, chain.lease_seconds
+            QUERIES["take_window_lease"], chain_id, worker, chain.lease_seconds, chain.tick_seconds
         )
         if started is None:
             return None

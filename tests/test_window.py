@@ -13,7 +13,6 @@ import orjson
 import pytest
 
 from indexer.settings import ChainSettings, Settings
-from indexer.window import run_window
 from indexer.workspaces import add_credits, create_workspace
 from tests.chain import anvil as chain
 from tests.chain.anvil import AnvilNode
@@ -23,6 +22,7 @@ from tests.window_helpers import (
     create_backfill,
     create_subscription,
     keys_of,
+    next_window,
     run_until_settled,
     stored_matches,
     window_pool,
@@ -205,7 +205,7 @@ async def test_descending_requests_scan_from_the_top_down(
     request = await create_backfill(conn, subscription, fc.low, fc.high, order="desc")
 
     async with window_pool(database_url) as pool:
-        await run_window(pool, settings, 1, "test-worker")
+        await next_window(pool, settings)
         row = await request_row(conn, request)
         assert row["status"] == "processing" and row["cursor"] == fc.high - 30
         lowest = await conn.fetchval("SELECT min(block_number) FROM matches")
@@ -252,7 +252,7 @@ async def test_credits_run_out_mid_range_then_a_top_up_resumes_with_nothing_lost
 
         # Nothing moves while the balance is zero, and no CU is spent on it.
         cu = await window_cu(conn)
-        await run_window(pool, settings, 1, "test-worker")
+        await next_window(pool, settings)
         assert (await request_row(conn, request))["cursor"] == paused["cursor"]
         assert await window_cu(conn) - cu == 10
 

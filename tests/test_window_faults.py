@@ -30,6 +30,7 @@ from tests.fake_provider import (
 from tests.window_helpers import (
     create_backfill,
     create_subscription,
+    next_window,
     run_until_settled,
     window_pool,
     window_settings,
@@ -69,8 +70,8 @@ async def test_a_short_request_of_another_workspace_is_not_held_back_by_a_huge_o
     _, short = await one_request(conn, 15_000_000, 15_000_999)
     async with FakeProvider(chain=chain) as fake, window_pool(database_url) as pool:
         settings = window_settings(fake.url, max_block_range=100, window_budget_cu=1_210)
-        first = await run_window(pool, settings, 1, "test-worker")
-        second = await run_window(pool, settings, 1, "test-worker")
+        first = await next_window(pool, settings)
+        second = await next_window(pool, settings)
 
     assert first is not None and second is not None
     assert (await status_of(conn, short))["status"] == "completed"
@@ -122,7 +123,7 @@ async def test_provider_trouble_never_fails_a_request(
     ):
         settings = window_settings(fake.url, max_attempts=2)
         for _ in range(3):
-            await run_window(pool, settings, 1, "test-worker")
+            await next_window(pool, settings)
 
     row = await status_of(conn, request)
     assert row["status"] == "queued" and row["cursor"] == 1_000 and row["error"] is None
@@ -210,7 +211,7 @@ async def test_queued_requests_get_an_eta_and_the_window_is_measured(
         settings = window_settings(fake.url, max_block_range=100, window_budget_cu=610)
         async with window_pool(database_url) as pool:
             with capture_logs() as logs:
-                report = await run_window(pool, settings, 1, "test-worker")
+                report = await next_window(pool, settings)
 
     assert report is not None
     rows = {
@@ -264,7 +265,7 @@ async def test_a_log_that_is_not_hex_stores_nothing_and_never_fails_the_request(
     chain.victim, chain.mode = str(victim), mode
     async with FakeProvider(chain=chain) as fake, window_pool(database_url) as pool:
         settings = window_settings(fake.url, max_block_range=100)
-        await run_window(pool, settings, 1, "test-worker")
+        await next_window(pool, settings)
 
     row = await status_of(conn, request)
     assert row["status"] == "processing" and row["error"] is None

@@ -70,8 +70,11 @@ ON CONFLICT (chain_id) DO UPDATE
 SET learned_block_range = EXCLUDED.learned_block_range, updated_at = now();
 
 -- take_window_lease --
--- Become the chain's window leader: free lease, expired lease, or our own.
--- The lease runs `$3` seconds and is renewed on each commit.
+-- Become the chain's window leader: free lease, expired lease, or our own once a
+-- tick ($4 seconds) has passed since our last window started (a worker restarted
+-- under the same name takes over without waiting for its lease to run out, and a
+-- scheduler that fires early still gets one window per tick). The lease runs `$3`
+-- seconds and is renewed on each commit.
 INSERT INTO chain_state (chain_id, leader, lease_expires_at, window_started_at, updated_at)
 VALUES ($1, $2, now() + make_interval(secs => $3), now(), now())
 ON CONFLICT (chain_id) DO UPDATE
@@ -80,7 +83,9 @@ SET leader = EXCLUDED.leader,
     window_started_at = now(),
     updated_at = now()
 WHERE chain_state.leader IS NULL
-   OR chain_state.leader = EXCLUDED.leader
+   OR (chain_state.leader = EXCLUDED.leader
+       AND (chain_state.window_started_at IS NULL
+            OR chain_state.window_started_at + make_interval(secs => $4) <= now()))
    OR chain_state.lease_expires_at IS NULL
    OR chain_state.lease_expires_at <= now()
 RETURNING window_started_at;
