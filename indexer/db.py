@@ -53,6 +53,16 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """No reset when a connection goes back to the pool. logfill keeps no session
+    state on pooled connections (its locks are transaction-scoped, it sets no
+    session settings, its temp tables are emptied at commit), and asyncpg's reset
+    query would cost one more round trip per API request. A transaction left open
+    by an interrupted task is still rolled back."""
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
+
+
 async def create_pool(
     url: str, *, min_size: int = 1, max_size: int = 10, timeout: float = 10.0
 ) -> asyncpg.Pool:
@@ -64,6 +74,7 @@ async def create_pool(
             max_size=max_size,
             timeout=timeout,
             init=_init_connection,
+            reset=_keep_session,
         )
     except CONNECT_ERRORS as exc:
         raise DatabaseUnavailable(
