@@ -48,7 +48,7 @@ from indexer.logging import configure_logging
 from indexer.migrations import load_migrations, migrate
 from indexer.planning import estimate_request
 from indexer.settings import Settings
-from indexer.window import CommitPlan, Window, head_cu, run_window, subscription_filter
+from indexer.window import CommitPlan, Window, run_window, subscription_filter
 from indexer.workspaces import create_workspace
 from tests.chain import anvil as chain
 from tests.window_helpers import create_backfill, create_subscription, window_settings
@@ -291,7 +291,7 @@ async def run(args: argparse.Namespace, server_url: str, db_kind: str) -> dict[s
         span=args.span,
         call_cu=chain_settings.cu_cost("eth_getLogs") * len(calls),
         window_cu=chain_settings.window_budget_cu,
-        head_cu=head_cu(chain_settings),
+        head_cu=chain_settings.head_read_cu(),
     )
     e2e_per_s = best.matches / best.seconds
     bare_per_s = bare_logs / bare_s

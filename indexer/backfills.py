@@ -159,14 +159,6 @@ async def create_backfill(
     return row
 
 
-def _head_cu(chain: ChainSettings) -> int:
-    """What a window pays to read heads (as `indexer.window.head_cu` counts it)."""
-    cost = chain.cu_cost("eth_blockNumber")
-    if chain.use_finalized_tag:
-        cost += chain.cu_cost("eth_getBlockByNumber")
-    return cost
-
-
 async def dry_run(
     conn: Connection,
     workspace_id: uuid.UUID,
@@ -187,7 +179,7 @@ async def dry_run(
     blocks = high - low + 1
     chain = chains[ctx["chain_id"]]
     span = min(ctx["learned_block_range"] or chain.max_block_range, chain.max_block_range)
-    call_cu, head_cu = chain.cu_cost("eth_getLogs"), _head_cu(chain)
+    call_cu, head_cu = chain.cu_cost("eth_getLogs"), chain.head_read_cu()
     calls, cu, windows = estimate_request(
         blocks - covered, span=span, call_cu=call_cu, window_cu=chain.window_budget_cu,
         head_cu=head_cu,

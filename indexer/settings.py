@@ -61,6 +61,13 @@ class ChainSettings(BaseModel):
     def cu_cost(self, method: str) -> int:
         return self.cu_weights.get(method, DEFAULT_METHOD_CU)
 
+    def head_read_cu(self) -> int:
+        """What a window pays to read the heads, once per window."""
+        cost = self.cu_cost("eth_blockNumber")
+        if self.use_finalized_tag:
+            cost += self.cu_cost("eth_getBlockByNumber")
+        return cost
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(

@@ -404,7 +404,7 @@ class Window:
             span=self.span,
             call_cu=self.chain.cu_cost("eth_getLogs"),
             window_cu=self.chain.window_budget_cu,
-            head_cu=head_cu(self.chain),
+            head_cu=self.chain.head_read_cu(),
             tick_seconds=self.chain.tick_seconds,
         )
         await self.conn.execute(
@@ -418,14 +418,6 @@ class Window:
         chain = str(self.chain_id)
         for row in await self.conn.fetch(QUERIES["queue_depth"], self.chain_id):
             metrics.QUEUE_DEPTH.labels(chain, row["status"]).set(row["n"])
-
-
-def head_cu(chain: ChainSettings) -> int:
-    """What reading the heads costs once per window."""
-    cost = chain.cu_cost("eth_blockNumber")
-    if chain.use_finalized_tag:
-        cost += chain.cu_cost("eth_getBlockByNumber")
-    return cost
 
 
 Pair = tuple[uuid.UUID, int, Log]  # (subscription, log id, log)
