@@ -118,7 +118,8 @@ def _operation(operation: Operation, schemas: Modes) -> dict[str, Any]:
     if operation.body is not None:
         schema = schemas[(operation.body, "validation")]
         spec["requestBody"] = {
-            "required": True,
+            # A model without required fields takes an empty body as `{}` (a no-op PATCH).
+            "required": any(f.is_required() for f in operation.body.model_fields.values()),
             "content": {"application/json": {"schema": schema}},
         }
     if not operation.auth:
