@@ -24,6 +24,7 @@ from indexer.planning import QueuedWork, estimate_queue, estimate_request
 from indexer.queries import QUERIES
 from indexer.refusals import Conflict, FieldError, InvalidFields, NotPermitted
 from indexer.settings import ChainSettings
+from indexer.subscriptions import require_subscription
 
 TERMINAL = frozenset({"completed", "completed_noop", "cancelled", "failed"})
 STATUSES = (
@@ -227,8 +228,7 @@ async def list_backfills(
     after: str | None,
 ) -> tuple[list[asyncpg.Record], str | None]:
     """The request history of a subscription, newest first."""
-    if await conn.fetchrow(QUERIES["subscription_exists"], subscription_id, workspace_id) is None:
-        raise NotFound(f"subscription {subscription_id} not found")
+    await require_subscription(conn, workspace_id, subscription_id)
     created_at: datetime | None = None
     last_id: uuid.UUID | None = None
     if after is not None:

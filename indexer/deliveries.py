@@ -15,6 +15,7 @@ from indexer.errors import NotFound
 from indexer.pagination import decode_cursor, encode_cursor
 from indexer.queries import QUERIES
 from indexer.refusals import Conflict
+from indexer.subscriptions import require_subscription
 
 STATUSES = ("pending", "delivered", "dead")
 
@@ -29,8 +30,7 @@ async def list_deliveries(
     after: str | None,
 ) -> tuple[list[asyncpg.Record], str | None]:
     """A subscription's deliveries, newest first."""
-    if await conn.fetchrow(QUERIES["subscription_exists"], subscription_id, workspace_id) is None:
-        raise NotFound(f"subscription {subscription_id} not found")
+    await require_subscription(conn, workspace_id, subscription_id)
     before = decode_cursor(after, "deliveries", (int,))[0] if after is not None else None
     rows = await conn.fetch(
         QUERIES["list_deliveries"], subscription_id, workspace_id, status, before, limit + 1

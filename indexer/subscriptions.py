@@ -64,6 +64,18 @@ def not_found(subscription_id: uuid.UUID) -> NotFound:
     return NotFound(f"subscription {subscription_id} not found")
 
 
+async def require_subscription(
+    conn: Connection, workspace_id: uuid.UUID, subscription_id: uuid.UUID
+) -> asyncpg.Record:
+    """The workspace's subscription; another workspace's answers like an unknown one."""
+    owner: asyncpg.Record | None = await conn.fetchrow(
+        QUERIES["subscription_exists"], subscription_id, workspace_id
+    )
+    if owner is None:
+        raise not_found(subscription_id)
+    return owner
+
+
 def build_filter(addresses: Sequence[str], topics: Topics, events: Sequence[str]) -> Filter:
     """Topics with topic0 set from the events; 422 naming each bad field."""
     parsed: list[ParsedEvent] = []
@@ -275,9 +287,7 @@ async def list_events(
     after: str | None,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Stored matches in chain order, as the webhook sends them (decoded when possible)."""
-    owner = await conn.fetchrow(QUERIES["subscription_exists"], subscription_id, workspace_id)
-    if owner is None:
-        raise not_found(subscription_id)
+    owner = await require_subscription(conn, workspace_id, subscription_id)
     key = [-1, -1, 0]
     if after is not None:
         key = decode_cursor(after, "events", (int, int, int))
