@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: run demo test check lint types pytest migrate bench clean
+.PHONY: run demo test test-fast check lint types pytest migrate bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,13 +17,17 @@ run: $(STAMP)
 
 ## demo: the whole mission end to end on a local chain; `make demo ARGS=--keep` stays up
 demo: $(STAMP) node_modules/.installed
-	$(BIN)/logfill demo $(ARGS)
+	$(BIN)/python -m demo $(ARGS)
 
 migrate: $(STAMP)
 	$(BIN)/logfill migrate
 
 ## test: lint, types and the test suite (what CI runs)
 test: lint types pytest
+
+## test-fast: the unit and database tiers only (no node, no processes), for the edit loop
+test-fast: $(STAMP)
+	$(BIN)/pytest -q tests/unit tests/db $(PYTEST_ARGS)
 
 check: test
 

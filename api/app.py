@@ -1,4 +1,10 @@
-"""The aiohttp application factory."""
+"""The aiohttp application factory.
+
+`create_app` gathers every endpoint module's `OPERATIONS`, routes them and
+builds /openapi.json from the same list, so the document cannot drift from
+what is served. The database pool is either the caller's (`logfill run`
+shares one with the worker) or opened and closed in `cleanup_ctx`.
+"""
 
 from __future__ import annotations
 
@@ -8,20 +14,18 @@ import asyncpg
 import orjson
 from aiohttp import web
 
-from api import backfills, deliveries, health, subscriptions, workspace
 from api.auth import KeyCache
-from api.keys import KEY_CACHE, MIGRATIONS, OPENAPI, POOL, RATE_LIMITER, SETTINGS
-from api.models import Health, Ready
+from api.handlers import backfills, deliveries, health, subscriptions, workspace
 from api.openapi import build_openapi
 from api.problems import problem_middleware
 from api.ratelimit import RateLimiter
-from api.routing import Answer, Call, Operation, add_operations
-from indexer.db import create_pool
-from indexer.migrations import load_migrations
+from api.routing import Operation, add_operations
+from api.state import KEY_CACHE, MIGRATIONS, OPENAPI, POOL, RATE_LIMITER, SETTINGS
+from indexer.db.migrate import load_migrations
+from indexer.db.pool import create_pool
 from indexer.settings import Settings
 
 API_VERSION = "1.0.0"
-MAX_BODY_BYTES = 64 * 1024  # the default of LOGFILL_API_MAX_BODY_BYTES
 
 
 def _database(
@@ -49,44 +53,14 @@ def _database(
     return context
 
 
-async def _openapi(call: Call) -> web.Response:
-    return web.Response(body=call.request.app[OPENAPI], content_type="application/json")
-
-
-def _operations_endpoints() -> list[Operation]:
-    """Operations endpoints (no auth, no rate limit), documented like the rest."""
-
-    async def healthz(call: Call) -> web.Response:
-        return await health.healthz(call.request)
-
-    async def readyz(call: Call) -> web.Response:
-        return await health.readyz(call.request)
-
-    async def metrics(call: Call) -> web.Response:
-        return await health.metrics(call.request)
-
-    return [
-        Operation("GET", "/healthz", "healthz", "The process is up", healthz,
-                  [Answer(200, "Up", Health)], tag="operations", auth=False),
-        Operation("GET", "/readyz", "readyz", "Database reachable and migrations current",
-                  readyz, [Answer(200, "Ready", Ready)], tag="operations", auth=False,
-                  refusals={503: "Not ready"}),
-        Operation("GET", "/metrics", "metrics", "Prometheus metrics", metrics,
-                  [Answer(200, "Prometheus text format", media_type="text/plain")],
-                  tag="operations", auth=False),
-        Operation("GET", "/openapi.json", "openapi", "This document", _openapi,
-                  [Answer(200, "OpenAPI 3.1", media_type="application/json")],
-                  tag="operations", auth=False),
-    ]  # fmt: skip
-
-
 def all_operations() -> list[Operation]:
+    """Every endpoint, in the order /openapi.json lists them."""
     return [
         *workspace.OPERATIONS,
         *subscriptions.OPERATIONS,
         *backfills.OPERATIONS,
         *deliveries.OPERATIONS,
-        *_operations_endpoints(),
+        *health.OPERATIONS,
     ]
 
 

@@ -19,8 +19,7 @@ import asyncpg
 from aiohttp import web
 
 from api.problems import Problem
-from indexer.queries import QUERIES
-from indexer.workspaces import hash_api_key
+from indexer.accounts import find_api_key, hash_api_key
 
 MAX_KEY_LENGTH = 512
 MAX_CACHED = 50_000
@@ -58,9 +57,12 @@ class KeyCache:
 def unauthorized(detail: str, *, invalid: bool) -> Problem:
     challenge = _CHALLENGE + (', error="invalid_token"' if invalid else "")
     return Problem(
-        401, "Unauthorized", detail, problem_type="unauthorized",
+        401,
+        "Unauthorized",
+        detail,
+        problem_type="unauthorized",
         headers={"WWW-Authenticate": challenge},
-    )  # fmt: skip
+    )
 
 
 def bearer_token(request: web.Request) -> str:
@@ -80,9 +82,9 @@ async def authenticate(request: web.Request, pool: asyncpg.Pool, cache: KeyCache
     principal = cache.get(digest, now)
     if principal is not None:
         return principal
-    row = await pool.fetchrow(QUERIES["find_api_key"], digest)
-    if row is None or not hmac.compare_digest(bytes(row["key_sha256"]), digest):
+    owner = await find_api_key(pool, digest)
+    if owner is None or not hmac.compare_digest(owner.key_sha256, digest):
         raise unauthorized("the API key is not valid", invalid=True)
-    principal = Principal(row["id"], row["workspace_id"], row["api_requests_per_minute"])
+    principal = Principal(owner.key_id, owner.workspace_id, owner.requests_per_minute)
     cache.put(digest, principal, now)
     return principal

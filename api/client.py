@@ -4,6 +4,9 @@ It talks HTTP like any customer would (httpx, bearer key). A problem+json
 answer becomes one `ApiError` whose message is one clear line naming the
 status, the detail and each field pointer. `watch_backfill` draws the progress
 bar that both `logfill backfill watch` and `logfill demo` show.
+
+No module of the server imports it: it knows the API only as a customer does,
+and takes nothing from `indexer` but the vocabulary (`indexer.domain`).
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ import httpx
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
+from indexer.domain import TERMINAL
+
 JSON = dict[str, Any]
-TERMINAL = frozenset({"completed", "completed_noop", "cancelled", "failed"})
 ACTIONS = ("pause", "resume", "cancel", "retry")
 
 

@@ -24,7 +24,7 @@ from pydantic import (
 )
 from yarl import URL
 
-from indexer import backfills, deliveries
+from indexer.domain import BackfillStatus, DeliveryStatus, Order
 from indexer.pagination import DEFAULT_LIMIT, MAX_LIMIT
 
 MAX_BLOCK = 2**63 - 1
@@ -184,7 +184,7 @@ class BackfillCreate(RequestModel):
     from_block: BlockNumber | None = None
     to_block: ToBlock | None = None
     labels: Annotated[dict[LabelKey, LabelValue], Field(max_length=50)] = {}
-    order: Literal["asc", "desc"] = "asc"
+    order: Order = "asc"
     rescan: bool = False
     redeliver: bool = False
     dry_run: bool = False
@@ -198,11 +198,11 @@ class PageQuery(BaseModel):
 
 
 class BackfillPageQuery(PageQuery):
-    status: Literal[backfills.STATUSES] | None = None  # type: ignore[valid-type]
+    status: BackfillStatus | None = None
 
 
 class DeliveryPageQuery(PageQuery):
-    status: Literal[deliveries.STATUSES] | None = None  # type: ignore[valid-type]
+    status: DeliveryStatus | None = None
 
 
 # --- responses -----------------------------------------------------------------------
@@ -249,10 +249,10 @@ class Backfill(BaseModel):
     id: uuid.UUID
     subscription_id: uuid.UUID
     chain_id: int
-    status: Literal[backfills.STATUSES]  # type: ignore[valid-type]
+    status: BackfillStatus
     from_block: int
     to_block: int
-    order: Literal["asc", "desc"]
+    order: Order
     cursor: int | None = Field(description="The next block to scan; null once terminal.")
     progress: float = Field(ge=0, le=1)
     blocks_scanned: int
@@ -320,7 +320,7 @@ class Delivery(BaseModel):
     id: uuid.UUID
     subscription_id: uuid.UUID
     backfill_id: uuid.UUID | None
-    status: Literal[deliveries.STATUSES]  # type: ignore[valid-type]
+    status: DeliveryStatus
     event_count: int
     first_block: int
     attempts: int

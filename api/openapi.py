@@ -88,12 +88,20 @@ def _parameters(operation: Operation) -> list[dict[str, Any]]:
             prop = {k: v for k, v in prop.items() if k != "title"}
             params.append({"name": name, "in": "query", "required": False, "schema": prop})
     if operation.idempotency_key:
-        params.append({
-            "name": "Idempotency-Key", "in": "header", "required": False,
-            "description": "Makes retries safe: 1-255 printable ASCII characters.",
-            "schema": {"type": "string", "minLength": 1, "maxLength": 255,
-                       "pattern": "^[\\x20-\\x7e]+$"},
-        })  # fmt: skip
+        params.append(
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "description": "Makes retries safe: 1-255 printable ASCII characters.",
+                "schema": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 255,
+                    "pattern": "^[\\x20-\\x7e]+$",
+                },
+            }
+        )
     return params
 
 

@@ -8,37 +8,22 @@ went away (503), and anything unexpected (500, logged, never shown).
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-import asyncpg
 import orjson
 import structlog
 from aiohttp import web
 
-from api.keys import PROBLEM_TYPE_BASE
-from indexer.errors import DatabaseUnavailable, InvalidInput, LogfillError, NotFound
-from indexer.refusals import (
-    Conflict,
-    IdempotencyKeyReused,
-    InvalidFields,
-    NotPermitted,
-)
+from indexer.db.pool import UNAVAILABLE_ERRORS
+from indexer.errors import InvalidInput, LogfillError, NotFound
+from indexer.refusals import Conflict, IdempotencyKeyReused, InvalidFields, NotPermitted
 
 log = structlog.get_logger(__name__)
 PROBLEM_CONTENT_TYPE = "application/problem+json"
+# A problem's `type` is this base plus its name (`.../problems/not-found`).
+PROBLEM_TYPE_BASE = "https://logfill.dev/problems/"
 # Headers of aiohttp's own HTTP errors worth keeping (405 names the allowed methods).
 _KEPT_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate")
-# The database is (briefly) out of reach: worth a retry, not a bug.
-_UNAVAILABLE = (
-    DatabaseUnavailable,
-    OSError,
-    asyncio.TimeoutError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.ConnectionDoesNotExistError,
-    asyncpg.TooManyConnectionsError,
-)
 
 
 class Problem(Exception):
@@ -111,9 +96,12 @@ def refusal_response(exc: LogfillError) -> web.Response | None:
     if isinstance(exc, InvalidFields):
         detail = "the request has invalid fields; see errors"
         return problem_response(
-            422, "Unprocessable Content", detail,
-            problem_type="validation-error", errors=field_problems(exc),
-        )  # fmt: skip
+            422,
+            "Unprocessable Content",
+            detail,
+            problem_type="validation-error",
+            errors=field_problems(exc),
+        )
     if isinstance(exc, IdempotencyKeyReused):
         return problem_response(
             422, "Idempotency-Key Reused", str(exc), problem_type="idempotency-key-reuse"
@@ -152,12 +140,14 @@ async def problem_middleware(request: web.Request, handler: Any) -> web.StreamRe
         if refusal is not None:
             return refusal
         return _unexpected(request, exc)
-    except _UNAVAILABLE as exc:
+    except UNAVAILABLE_ERRORS as exc:
         log.warning("database_unavailable", path=request.path, error=type(exc).__name__)
         return problem_response(
-            503, "Service Unavailable", "the database is unavailable; retry shortly",
+            503,
+            "Service Unavailable",
+            "the database is unavailable; retry shortly",
             headers={"Retry-After": "1"},
-        )  # fmt: skip
+        )
     except Exception as exc:
         return _unexpected(request, exc)
     return response

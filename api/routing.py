@@ -18,9 +18,9 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from api.auth import KeyCache, Principal, authenticate
-from api.keys import KEY_CACHE, POOL, RATE_LIMITER, SETTINGS
+from api.auth import Principal, authenticate
 from api.problems import Problem
+from api.state import KEY_CACHE, POOL, RATE_LIMITER, SETTINGS
 from indexer.errors import NotFound
 from indexer.refusals import FieldError, InvalidFields
 from indexer.settings import Settings
@@ -133,9 +133,11 @@ def _parse_body(raw: bytes, model: type[BaseModel]) -> BaseModel:
     except ValidationError as exc:
         if any(e["type"] == "json_invalid" for e in exc.errors()):
             raise Problem(
-                400, "Bad Request", "the request body is not valid JSON",
+                400,
+                "Bad Request",
+                "the request body is not valid JSON",
                 problem_type="malformed-json",
-            ) from None  # fmt: skip
+            ) from None
         raise InvalidFields(_field_errors(exc, parameter=False)) from None
 
 
@@ -150,19 +152,20 @@ def _rate_limit(request: web.Request, principal: Principal) -> None:
     wait = request.app[RATE_LIMITER].take(principal.key_id, principal.requests_per_minute)
     if wait is not None:
         raise Problem(
-            429, "Too Many Requests",
+            429,
+            "Too Many Requests",
             f"this API key may make {principal.requests_per_minute} requests per minute; "
             f"retry in {wait} s",
-            problem_type="rate-limited", headers={"Retry-After": str(wait)},
-        )  # fmt: skip
+            problem_type="rate-limited",
+            headers={"Retry-After": str(wait)},
+        )
 
 
 def _endpoint(operation: Operation) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def endpoint(request: web.Request) -> web.StreamResponse:
         principal = None
         if operation.auth:
-            cache: KeyCache = request.app[KEY_CACHE]
-            principal = await authenticate(request, request.app[POOL], cache)
+            principal = await authenticate(request, request.app[POOL], request.app[KEY_CACHE])
             _rate_limit(request, principal)
         call = Call(request, principal)
         if operation.query is not None:

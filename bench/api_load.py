@@ -28,7 +28,6 @@ import os
 import platform
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -37,13 +36,14 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import orjson
 
-from indexer.db import connect
-from indexer.workspaces import create_workspace
+from indexer.accounts import create_workspace
+from indexer.db.admin import create_database, drop_database
+from indexer.db.pool import connect
+from indexer.localhost import free_port
 
 RESULTS = Path(__file__).parent / "results"
 LOGFILL = str(Path(sys.executable).parent / "logfill")
@@ -60,25 +60,6 @@ class Result:
     rps: float
     p50_ms: float
     p99_ms: float
-
-
-def _with_database(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-async def _admin(server: str, statement: str) -> None:
-    conn = await connect(server)
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
 
 
 async def _wait_ready(base: str, process: subprocess.Popen[bytes]) -> None:
@@ -328,9 +309,8 @@ def main() -> None:
     opts = parser.parse_args()
 
     name = f"logfill_bench_api_{uuid.uuid4().hex[:10]}"
-    asyncio.run(_admin(opts.server, f'CREATE DATABASE "{name}"'))
-    database_url = _with_database(opts.server, name)
-    port = _free_port()
+    database_url = asyncio.run(create_database(opts.server, name))
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOGFILL_")}
     env.update(
@@ -356,7 +336,7 @@ def main() -> None:
     finally:
         process.terminate()
         process.wait(timeout=20)
-        asyncio.run(_admin(opts.server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(drop_database(opts.server, name))
     _report(results, opts)
 
 

@@ -9,7 +9,7 @@ until the request is completed. Reported beside it:
 - the bare aiohttp + orjson eth_getLogs loop of bench.rpc_scan over the same
   block ranges with the same number of calls in flight (the fetch limit);
 - the CU the windows spent beside the minimum: ceil(blocks / span) eth_getLogs
-  calls and one head read per window (`indexer.planning.estimate_request`).
+  calls and one head read per window (`indexer.window.eta.estimate_request`).
 
 Each end-to-end run gets a fresh, migrated database: `logfill_bench_<random>` on
 the server of LOGFILL_DATABASE_URL if set, else on an embedded PostgreSQL in a
@@ -39,19 +39,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from bench.rpc_scan import bare_loop, chunks, fill
-from indexer.db import connect, create_pool
-from indexer.filters import Matcher, merge_filters
+from indexer.accounts import create_workspace
+from indexer.chain.filters import Matcher, merge_filters
+from indexer.db.admin import create_database, drop_database
+from indexer.db.migrate import load_migrations, migrate
+from indexer.db.pool import connect, create_pool
 from indexer.logging import configure_logging
-from indexer.migrations import load_migrations, migrate
-from indexer.planning import estimate_request
 from indexer.settings import Settings
-from indexer.window import CommitPlan, Window, run_window, subscription_filter
-from indexer.workspaces import create_workspace
-from tests.chain import anvil as chain
-from tests.window_helpers import create_backfill, create_subscription, window_settings
+from indexer.store.chunk import ChunkPlan
+from indexer.window.eta import estimate_request
+from indexer.window.run import Window, run_window, subscription_filter
+from tests.support import anvil as chain
+from tests.support.window import create_backfill, create_subscription, window_settings
 
 RESULTS = Path(__file__).parent / "results"
 CHAIN_ID = 1
@@ -73,19 +74,6 @@ class E2eRun:
     status: str
 
 
-def with_database(url: str, name: str) -> str:
-    """The same server URL, pointed at another database."""
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
-
-
-async def admin_execute(server_url: str, statement: str) -> None:
-    conn = await connect(server_url)
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
 @contextmanager
 def server_database() -> Iterator[tuple[str, str]]:
     """(URL of a database on a server we may create databases on, what it is)."""
@@ -93,7 +81,7 @@ def server_database() -> Iterator[tuple[str, str]]:
     if configured:
         yield configured, "LOGFILL_DATABASE_URL server"
         return
-    from indexer.embedded import embedded_database
+    from indexer.db.embedded import embedded_database
 
     with (
         tempfile.TemporaryDirectory(prefix="logfill-bench-pg-") as data_dir,
@@ -118,7 +106,7 @@ class CommitTimer:
     def installed(self) -> Iterator[None]:
         original = Window.commit
 
-        async def timed_commit(this: Window, plan: CommitPlan, matcher: Matcher[uuid.UUID]) -> None:
+        async def timed_commit(this: Window, plan: ChunkPlan, matcher: Matcher[uuid.UUID]) -> None:
             started = time.perf_counter()
             try:
                 await original(this, plan, matcher)
@@ -203,19 +191,17 @@ async def e2e_fresh(
 ) -> E2eRun:
     """One end-to-end run in a database of its own, dropped afterwards."""
     name = f"logfill_bench_{uuid.uuid4().hex[:12]}"
-    await admin_execute(server_url, f'CREATE DATABASE "{name}"')
+    database_url = await create_database(server_url, name)
     try:
         if profile is not None:
             profile.enable()
         try:
-            run = await e2e_run(
-                with_database(server_url, name), settings, contracts, low, high, logs
-            )
+            run = await e2e_run(database_url, settings, contracts, low, high, logs)
         finally:
             if profile is not None:
                 profile.disable()
     finally:
-        await admin_execute(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await drop_database(server_url, name)
     print(
         f"  e2e    {run.seconds:7.2f} s  {run.matches} matches, {run.windows} window(s),"
         f" {run.calls} calls, {run.cu_spent} CU; {run.commits} commits took"
@@ -240,8 +226,11 @@ async def run(args: argparse.Namespace, server_url: str, db_kind: str) -> dict[s
         started = time.perf_counter()
         contracts, low, high = fill(node.url, args.logs)
         blocks = high - low + 1
-        print(f"filled {args.logs} logs in blocks {low}-{high} ({blocks} blocks) in "
-              f"{time.perf_counter() - started:.1f} s", flush=True)  # fmt: skip
+        print(
+            f"filled {args.logs} logs in blocks {low}-{high} ({blocks} blocks) in "
+            f"{time.perf_counter() - started:.1f} s",
+            flush=True,
+        )
 
         settings = window_settings(
             node.url,
@@ -257,8 +246,11 @@ async def run(args: argparse.Namespace, server_url: str, db_kind: str) -> dict[s
         params = calls[0].to_rpc(low, high)
         del params["fromBlock"], params["toBlock"]
         ranges = chunks(low, high, args.span)
-        print(f"{len(ranges)} eth_getLogs calls of {args.span} blocks, {args.in_flight} in flight;"
-              f" database: {db_kind}", flush=True)  # fmt: skip
+        print(
+            f"{len(ranges)} eth_getLogs calls of {args.span} blocks, {args.in_flight} in flight;"
+            f" database: {db_kind}",
+            flush=True,
+        )
 
         await bare_loop(node.url, params, ranges[:2], args.in_flight)  # warm up anvil
         bare_runs: list[float] = []

@@ -1,7 +1,7 @@
 """Where a window commit's PostgreSQL time goes: the three heavy statements, alone.
 
 Stages 20 chunks of 10,000 fresh logs (one subscription, one match per log) the
-way the window does (indexer.staging COPY text into `window_matches`), then
+way the window does (indexer.store.staging COPY text into `window_matches`), then
 times the COPY, the logs insert and the matches insert separately, summed over
 the chunks. A fresh database on LOGFILL_DATABASE_URL's server (default the local
 one) is created and dropped.
@@ -16,14 +16,15 @@ import io
 import os
 import time
 import uuid
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from indexer.filters import Log
-from indexer.migrations import load_migrations, migrate
-from indexer.queries import QUERIES
-from indexer.staging import COLUMNS, stage_payload
+from indexer.chain.logs import Log
+from indexer.db import queries
+from indexer.db.admin import create_database, drop_database
+from indexer.db.migrate import load_migrations, migrate
+from indexer.store.commit import create_staging_tables
+from indexer.store.staging import COLUMNS, stage_payload
 
 CHUNKS, PER_CHUNK = 20, 10_000
 
@@ -51,7 +52,7 @@ async def measure(conn: asyncpg.Connection) -> dict[str, float]:
     subscription = await conn.fetchval(
         "INSERT INTO subscriptions (workspace_id, chain_id) VALUES ($1, 1) RETURNING id", workspace
     )
-    await conn.execute(QUERIES["create_window_matches_table"])
+    await create_staging_tables(conn)
     seconds = {"copy": 0.0, "insert logs": 0.0, "insert matches": 0.0}
     for chunk in range(CHUNKS):
         payload = stage_payload((subscription, None, e) for e in fresh_logs(chunk))
@@ -60,8 +61,10 @@ async def measure(conn: asyncpg.Connection) -> dict[str, float]:
                 "copy": conn.copy_to_table(
                     "window_matches", source=io.BytesIO(payload), columns=COLUMNS, format="text"
                 ),
-                "insert logs": conn.execute(QUERIES["insert_staged_logs"], 1),
-                "insert matches": conn.fetch(QUERIES["insert_staged_matches"], 1, []),
+                "insert logs": queries.execute(conn, "insert_staged_logs", chain_id=1),
+                "insert matches": queries.fetch(
+                    conn, "insert_staged_matches", chain_id=1, detailed_subscription_ids=[]
+                ),
             }
             for name, step in steps.items():
                 started = time.perf_counter()
@@ -73,18 +76,16 @@ async def measure(conn: asyncpg.Connection) -> dict[str, float]:
 async def main() -> None:
     server = os.environ.get("LOGFILL_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
     name = f"logfill_bench_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(server)
-    await admin.execute(f'CREATE DATABASE "{name}"')
+    database_url = await create_database(server, name)
     try:
-        conn = await asyncpg.connect(urlunsplit(urlsplit(server)._replace(path=f"/{name}")))
+        conn = await asyncpg.connect(database_url)
         try:
             await migrate(conn, load_migrations())
             seconds = await measure(conn)
         finally:
             await conn.close()
     finally:
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        await admin.close()
+        await drop_database(server, name)
     rows = CHUNKS * PER_CHUNK
     for step, spent in seconds.items():
         print(f"{step:15} {spent:6.2f} s  {rows / spent:9,.0f} rows/s")

@@ -67,8 +67,10 @@ def run_benchmark(name: str) -> Outcome:
     try:
         proc = subprocess.run(
             [sys.executable, "-m", f"bench.{name}"],
-            cwd=BENCH_DIR.parent, timeout=TIMEOUT_SECONDS, check=False,
-        )  # fmt: skip
+            cwd=BENCH_DIR.parent,
+            timeout=TIMEOUT_SECONDS,
+            check=False,
+        )
         code = proc.returncode
     except subprocess.TimeoutExpired:
         code = -1
@@ -153,8 +155,10 @@ def rows_api_load(r: dict[str, Any]) -> list[Row]:
         met = _at_least(rps, rps_goal)
         if met is not None and p99_goal is not None:
             met = met and bool(_at_most(p99, p99_goal))
-        reference = f"p50 {_n(best.get('p50_ms'), 'ms')}, p99 {_n(p99, 'ms')}, " \
-                    f"{_n(best.get('errors'))} errors"  # fmt: skip
+        reference = (
+            f"p50 {_n(best.get('p50_ms'), 'ms')}, p99 {_n(p99, 'ms')}, "
+            f"{_n(best.get('errors'))} errors"
+        )
         rows.append(Row("api_load", figure, _n(rps, "req/s"), reference, goal, met))
     return rows
 
@@ -206,8 +210,10 @@ def machine() -> str:
         memory = f", {pages / 2**30:.0f} GiB"
     except (ValueError, OSError):
         pass
-    return (f"{cpu}, {os.cpu_count()} cores{memory}, {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}")  # fmt: skip
+    return (
+        f"{cpu}, {os.cpu_count()} cores{memory}, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}"
+    )
 
 
 def _met(value: bool | None) -> str:
@@ -222,10 +228,13 @@ def markdown(report: dict[str, Any], rows: list[Row]) -> str:
         "|---|---|---|---|---|---|",
     ]
     for row in rows:
-        lines.append(f"| {row.benchmark} | {row.figure} | {row.measured} | {row.reference} "
-                     f"| {row.goal} | {_met(row.met)} |")  # fmt: skip
-    notes = [f"- {n}: {o['status']} ({o['note']})" for n, o in report["benchmarks"].items()
-             if o["note"]]  # fmt: skip
+        lines.append(
+            f"| {row.benchmark} | {row.figure} | {row.measured} | {row.reference} "
+            f"| {row.goal} | {_met(row.met)} |"
+        )
+    notes = [
+        f"- {n}: {o['status']} ({o['note']})" for n, o in report["benchmarks"].items() if o["note"]
+    ]
     if notes:
         lines += ["", *notes]
     return "\n".join(lines) + "\n"
@@ -244,10 +253,11 @@ def main(argv: list[str] | None = None) -> int:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "command": f"make bench ARGS='{shlex.join(given)}'" if given else "make bench",
-        "benchmarks": {o.name: {k: v for k, v in asdict(o).items() if k != "name"}
-                       for o in outcomes},
+        "benchmarks": {
+            o.name: {k: v for k, v in asdict(o).items() if k != "name"} for o in outcomes
+        },
         "rows": [asdict(row) for row in rows],
-    }  # fmt: skip
+    }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
     table = markdown(report, rows)

@@ -29,12 +29,13 @@ from typing import Any
 import aiohttp
 import orjson
 
-from indexer.budget import WindowBudget
-from indexer.filters import LogFilter, Matcher, merge_filters
-from indexer.ranges import AdaptiveRange
-from indexer.rpc import LogScanner, RpcClient
+from indexer.chain.budget import WindowBudget
+from indexer.chain.client import RpcClient
+from indexer.chain.filters import LogFilter, Matcher, merge_filters
+from indexer.chain.scanner import LogScanner
+from indexer.chain.span import AdaptiveRange
 from indexer.settings import ChainSettings
-from tests.chain import anvil as chain
+from tests.support import anvil as chain
 
 RESULTS = Path(__file__).parent / "results"
 CONTRACTS = 5
@@ -134,8 +135,9 @@ def fill(url: str, total: int) -> tuple[list[bytes], int, int]:
     per_contract = total // CONTRACTS
     first = last = None
     for k, address in enumerate(addresses):
-        low, high = chain.fill_logs(url, address, per_contract, per_tx=500, seed=k * 10_000,
-                                    txs_per_block=1)  # fmt: skip
+        low, high = chain.fill_logs(
+            url, address, per_contract, per_tx=500, seed=k * 10_000, txs_per_block=1
+        )
         first = low if first is None else min(first, low)
         last = high if last is None else max(last, high)
     assert first is not None and last is not None
@@ -146,8 +148,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     with chain.AnvilNode("--gas-limit", "100000000") as node:
         started = time.perf_counter()
         contracts, low, high = fill(node.url, args.logs)
-        print(f"filled {args.logs} logs in blocks {low}-{high} in "
-              f"{time.perf_counter() - started:.1f} s", flush=True)  # fmt: skip
+        print(
+            f"filled {args.logs} logs in blocks {low}-{high} in "
+            f"{time.perf_counter() - started:.1f} s",
+            flush=True,
+        )
         sample = chain.get_logs(node.url, low, low)
         topic0s = sorted({bytes.fromhex(raw["topics"][0][2:]) for raw in sample if raw["topics"]})
         topic1s = sorted(
@@ -159,9 +164,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         del params["fromBlock"], params["toBlock"]
         ranges = chunks(low, high, args.span)
         settings = ChainSettings.model_validate(
-            {"rpc_url": node.url, "max_block_range": args.span,
-             "max_calls_in_flight": args.in_flight, "request_timeout_seconds": 120}
-        )  # fmt: skip
+            {
+                "rpc_url": node.url,
+                "max_block_range": args.span,
+                "max_calls_in_flight": args.in_flight,
+                "request_timeout_seconds": 120,
+            }
+        )
         print(f"{len(ranges)} eth_getLogs calls of {args.span} blocks, {args.in_flight} in flight")
 
         await bare_loop(node.url, params, ranges[:2], args.in_flight)  # warm up anvil

@@ -39,15 +39,15 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
 from aiohttp import web
 
-from indexer.db import connect, create_pool
+from indexer.db.admin import create_database, drop_database
+from indexer.db.migrate import load_migrations, migrate
+from indexer.db.pool import connect, create_pool
 from indexer.logging import configure_logging
-from indexer.migrations import load_migrations, migrate
 from indexer.settings import Settings
 from indexer.webhooks.dispatcher import delivering
 
@@ -105,16 +105,10 @@ def run_receiver(port_queue: Any) -> None:
 # ----------------------------------------------------------------------------- database
 
 
-def with_database(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
-
-
 @asynccontextmanager
 async def fresh_database(server_url: str) -> AsyncIterator[str]:
     name = f"logfill_bench_{uuid.uuid4().hex[:10]}"
-    admin = await connect(server_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = with_database(server_url, name)
+    url = await create_database(server_url, name)
     try:
         conn = await connect(url)
         try:
@@ -123,8 +117,7 @@ async def fresh_database(server_url: str) -> AsyncIterator[str]:
             await conn.close()
         yield url
     finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        await drop_database(server_url, name)
 
 
 def transfer_event(block: int, index: int) -> dict[str, Any]:

@@ -15,7 +15,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -31,6 +30,7 @@ from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
 from indexer.errors import ConfigError, LogfillError
+from indexer.localhost import free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CONTRACTS_DIR = Path(__file__).resolve().parent / "contracts"
@@ -188,13 +188,6 @@ def _write_atomically(path: Path, value: object) -> None:
 # --------------------------------------------------------------------------- anvil
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 class Anvil:
     """A private anvil on a free 127.0.0.1 port for as long as the `with` block lasts.
 
@@ -218,12 +211,14 @@ class Anvil:
             raise _tools_missing(binary)
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
+        options = ["--host", "127.0.0.1", "--port", str(port), "--chain-id", str(CHAIN_ID)]
         self.proc = subprocess.Popen(
-            [str(binary), "--silent", "--host", "127.0.0.1", "--port", str(port),
-             "--chain-id", str(CHAIN_ID)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [str(binary), "--silent", *options],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
             start_new_session=True,
-        )  # fmt: skip
+        )
         try:
             self._wait_ready()
         except BaseException:
@@ -375,8 +370,13 @@ def make_history(url: str, deployed: Deployed, blocks: int, *, seed: int = 7) ->
                 txs, count = _block_transactions(deployed, rng)
                 calls: list[tuple[str, list[Any]]] = []
                 for to, data, gas in txs:
-                    tx = {"from": DEPLOYER, "to": to, "data": data, "gas": hex(gas),
-                          "nonce": hex(nonce)}  # fmt: skip
+                    tx = {
+                        "from": DEPLOYER,
+                        "to": to,
+                        "data": data,
+                        "gas": hex(gas),
+                        "nonce": hex(nonce),
+                    }
                     calls.append(("eth_sendTransaction", [tx]))
                     nonce += 1
                 rpc_batch(client, url, calls)
@@ -392,8 +392,12 @@ def make_history(url: str, deployed: Deployed, blocks: int, *, seed: int = 7) ->
 
 def count_transfers(client: httpx.Client, url: str, token: str, low: int, high: int) -> int:
     """The token's Transfer events in [low, high], as the node reports them."""
-    flt = {"fromBlock": hex(low), "toBlock": hex(high), "address": token,
-           "topics": [TRANSFER_TOPIC]}  # fmt: skip
+    flt = {
+        "fromBlock": hex(low),
+        "toBlock": hex(high),
+        "address": token,
+        "topics": [TRANSFER_TOPIC],
+    }
     return len(rpc(client, url, "eth_getLogs", [flt]))
 
 

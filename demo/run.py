@@ -1,28 +1,33 @@
-"""`logfill demo`: the whole mission on one machine, set up and torn down in one command.
+"""The demo: the whole mission on one machine, set up and torn down in one command.
 
-An embedded PostgreSQL in a temporary directory (or LOGFILL_DATABASE_URL), a
+`python -m demo` (also `make demo` and `logfill demo`, which hand over to it):
+an embedded PostgreSQL in a temporary directory (or LOGFILL_DATABASE_URL), a
 local anvil with DemoToken/DemoNFT/DemoItems and a few thousand blocks of
 transfers, the demo's webhook receiver, and `logfill run` with a 1 s tick. The
-workspace is made the operator's way (`indexer.workspaces.create_workspace`);
+workspace is made the operator's way (`indexer.accounts.create_workspace`);
 everything else goes through the HTTP API (`demo.story`). Every child process
-is stopped on the way out, on success, failure and Ctrl-C alike.
+is stopped on the way out, on success, failure and Ctrl-C (or SIGTERM) alike.
+Exit code 0 when the summary adds up, 1 when it does not or a step failed.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import signal
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 from aiohttp import web
 from rich.console import Console
 from rich.table import Table
 
-from api.client import ApiClient
+from api.client import ApiClient, ApiError
 from demo.chain import (
     CHAIN_ID,
     Anvil,
@@ -35,12 +40,16 @@ from demo.chain import (
 from demo.receiver import WebhookReceiver, start_receiver
 from demo.service import Service, chain_config
 from demo.story import Plan, Summary, check_summary, run_story
-from indexer.db import connect
-from indexer.embedded import embedded_database
-from indexer.migrations import load_migrations, migrate
-from indexer.workspaces import create_workspace
+from indexer.accounts import create_workspace
+from indexer.db.embedded import embedded_database
+from indexer.db.migrate import load_migrations, migrate
+from indexer.db.pool import connect
+from indexer.errors import LogfillError
+from indexer.logging import configure_logging
+from indexer.settings import Settings, load_settings
 
 DEFAULT_BLOCKS = 2000
+MIN_BLOCKS = 20  # fewer leaves the progress bar and the windows nothing to show
 DEMO_PLAN = "pro"
 DEMO_CREDITS = 1_000_000
 
@@ -185,3 +194,59 @@ def run_demo(options: DemoOptions, console: Console) -> DemoResult:
         pids = (stage.anvil_pid, stage.service.pid)
         summary = asyncio.run(_serve_story(stage, options, console))
     return DemoResult(summary, check_summary(summary), pids)
+
+
+# --- the command -------------------------------------------------------------------
+
+
+def _history_blocks(value: str) -> int:
+    if not value.isdigit() or int(value) < MIN_BLOCKS:
+        raise argparse.ArgumentTypeError(f"at least {MIN_BLOCKS} blocks, got {value!r}")
+    return int(value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="logfill demo",
+        description="Starts PostgreSQL, anvil with token contracts, a webhook receiver and "
+        "logfill run; backfills the token's transfers through the API; prints a summary.",
+    )
+    parser.add_argument("--keep", action="store_true", help="leave everything up until Ctrl-C")
+    parser.add_argument(
+        "--blocks",
+        type=_history_blocks,
+        default=DEFAULT_BLOCKS,
+        help=f"blocks of history, at least {MIN_BLOCKS} (default %(default)s)",
+    )
+    return parser
+
+
+def tell_story(settings: Settings, args: argparse.Namespace) -> int:
+    """Run the demo, print its summary and any problem; the exit code."""
+    configure_logging("warning", settings.log_format)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop like Ctrl-C, cleaning up
+    console = Console(soft_wrap=True)
+    options = DemoOptions(blocks=args.blocks, keep=args.keep, database_url=settings.database_url)
+    try:
+        result = run_demo(options, console)
+    except (ApiError, httpx.HTTPError) as exc:
+        console.print(f"[red]demo failed:[/] {exc}")
+        return 1
+    finally:
+        console.print("Everything the demo started is stopped.")
+    for problem in result.problems:
+        console.print(f"[red]problem:[/] {problem}")
+    return 1 if result.problems else 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m demo`: a failure of ours is one line on stderr, as `logfill` says it."""
+    args = build_parser().parse_args(argv)
+    try:
+        code = tell_story(load_settings(), args)
+    except LogfillError as exc:
+        sys.stderr.write(f"logfill: {exc}\n")
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        code = 130
+    raise SystemExit(code)

@@ -13,8 +13,9 @@ from typing import IO
 
 import httpx
 
-from demo.chain import CHAIN_ID, free_port, stop_process_group
+from demo.chain import CHAIN_ID, stop_process_group
 from indexer.errors import LogfillError
+from indexer.localhost import free_port
 
 TICK_SECONDS = 1.0
 # Every window reads the head (10 CU) and then makes at most 4 eth_getLogs calls (60 CU
@@ -77,9 +78,12 @@ class Service:
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "api.cli", "run"],
-            env=self._env, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
+            env=self._env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=self._log,
             start_new_session=True,
-        )  # fmt: skip
+        )
         try:
             self._wait_ready(timeout=60.0)
         except BaseException:

@@ -1,18 +1,125 @@
-"""A workspace as its owner sees and changes it through the API."""
+"""Workspaces and their API keys: created, topped up and moved between plans by an
+operator; read and changed by their owner through the API; keys looked up for
+authentication (only a key's SHA-256 is stored)."""
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 import uuid
+from dataclasses import dataclass
 
 import asyncpg
 
-from indexer.db import Connection
-from indexer.errors import NotFound
-from indexer.queries import QUERIES
+from indexer.db import queries
+from indexer.db.pool import Connection
+from indexer.errors import InvalidInput, NotFound
+
+API_KEY_PREFIX = "lf_"
+
+
+@dataclass(frozen=True)
+class NewWorkspace:
+    workspace_id: uuid.UUID
+    api_key: str
+
+
+def generate_api_key() -> str:
+    """A random key, shown once; only its SHA-256 is stored."""
+    return API_KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_api_key(api_key: str) -> bytes:
+    return hashlib.sha256(api_key.encode()).digest()
+
+
+def parse_workspace_id(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise InvalidInput(f"workspace id must be a UUID, got {value!r}") from None
+
+
+async def _require_plan(conn: Connection, plan: str) -> None:
+    if not await queries.fetchval(conn, "plan_exists", plan=plan):
+        names = [r["name"] for r in await queries.fetch(conn, "list_plan_names")]
+        raise InvalidInput(f"unknown plan {plan!r}; known plans: {', '.join(names)}")
+
+
+async def create_workspace(conn: Connection, *, name: str, plan: str, credits: int) -> NewWorkspace:
+    """Workspace, first API key and the opening ledger entry, in one transaction."""
+    if not name.strip():
+        raise InvalidInput("workspace name must not be empty")
+    if credits < 0:
+        raise InvalidInput(f"credits must be >= 0, got {credits}")
+    api_key = generate_api_key()
+    async with conn.transaction():
+        await _require_plan(conn, plan)
+        row = await queries.fetchrow(
+            conn, "create_workspace", name=name.strip(), plan=plan, credits=credits
+        )
+        assert row is not None
+        await queries.execute(
+            conn,
+            "create_api_key",
+            workspace_id=row["id"],
+            key_sha256=hash_api_key(api_key),
+            prefix=api_key[:10],
+        )
+        if credits:
+            await _append_ledger(conn, row["id"], credits, credits, "initial")
+    return NewWorkspace(row["id"], api_key)
+
+
+async def add_credits(conn: Connection, workspace_id: uuid.UUID, amount: int) -> int:
+    """Top up a workspace; returns the new balance."""
+    if amount <= 0:
+        raise InvalidInput(f"amount must be a positive number of credits, got {amount}")
+    async with conn.transaction():
+        balance: int | None = await queries.fetchval(
+            conn, "add_credits", workspace_id=workspace_id, amount=amount
+        )
+        if balance is None:
+            raise NotFound(f"no workspace {workspace_id}")
+        await _append_ledger(conn, workspace_id, amount, balance, "top_up")
+    return balance
+
+
+async def set_plan(conn: Connection, workspace_id: uuid.UUID, plan: str) -> str:
+    async with conn.transaction():
+        await _require_plan(conn, plan)
+        row = await queries.fetchrow(
+            conn, "set_workspace_plan", workspace_id=workspace_id, plan=plan
+        )
+        if row is None:
+            raise NotFound(f"no workspace {workspace_id}")
+    return plan
+
+
+async def _append_ledger(
+    conn: Connection,
+    workspace_id: uuid.UUID,
+    delta: int,
+    balance_after: int,
+    reason: str,
+) -> None:
+    await queries.execute(
+        conn,
+        "append_ledger_entry",
+        workspace_id=workspace_id,
+        delta=delta,
+        balance_after=balance_after,
+        reason=reason,
+        backfill_request_id=None,
+        window_id=None,
+        note=None,
+    )
 
 
 async def get_workspace(conn: Connection, workspace_id: uuid.UUID) -> asyncpg.Record:
-    row: asyncpg.Record | None = await conn.fetchrow(QUERIES["get_workspace"], workspace_id)
+    row: asyncpg.Record | None = await queries.fetchrow(
+        conn, "get_workspace", workspace_id=workspace_id
+    )
     if row is None:
         raise NotFound(f"workspace {workspace_id} not found")
     return row
@@ -23,5 +130,30 @@ async def update_workspace(
 ) -> asyncpg.Record:
     """Change the owner's settings; fields left None keep their value."""
     if backfill_webhooks is not None:
-        await conn.execute(QUERIES["set_backfill_webhooks"], workspace_id, backfill_webhooks)
+        await queries.execute(
+            conn,
+            "set_backfill_webhooks",
+            workspace_id=workspace_id,
+            backfill_webhooks=backfill_webhooks,
+        )
     return await get_workspace(conn, workspace_id)
+
+
+@dataclass(frozen=True)
+class KeyOwner:
+    """Who an API key belongs to, and what its plan allows per minute."""
+
+    key_id: uuid.UUID
+    workspace_id: uuid.UUID
+    key_sha256: bytes
+    requests_per_minute: int
+
+
+async def find_api_key(conn: Connection | asyncpg.Pool, digest: bytes) -> KeyOwner | None:
+    """The key stored under this SHA-256, if any (the caller compares in constant time)."""
+    row = await queries.fetchrow(conn, "find_api_key", key_sha256=digest)
+    if row is None:
+        return None
+    return KeyOwner(
+        row["id"], row["workspace_id"], bytes(row["key_sha256"]), row["api_requests_per_minute"]
+    )

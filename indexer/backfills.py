@@ -1,6 +1,6 @@
 """Backfill requests as their owner sees them: accept, estimate, read, pause/resume/cancel/retry.
 
-The window (`indexer.window`) moves a request's cursor, counters and status
+The window (`indexer.window`, through `indexer.store`) moves a request's cursor, counters and status
 while it scans; this module creates requests, answers what one would cost (dry
 run) and applies the owner's transitions, each as one conditional UPDATE so it
 cannot race with a window's compare-and-set.
@@ -17,20 +17,16 @@ from typing import Any, Literal
 import asyncpg
 
 from indexer import intervals
-from indexer.db import Connection
+from indexer.db import queries
+from indexer.db.pool import Connection
+from indexer.domain import FINISHED, Order
 from indexer.errors import NotFound
 from indexer.pagination import decode_cursor, encode_cursor
-from indexer.planning import QueuedWork, estimate_queue, estimate_request
-from indexer.queries import QUERIES
 from indexer.refusals import Conflict, FieldError, InvalidFields, NotPermitted
 from indexer.settings import ChainSettings
 from indexer.subscriptions import require_subscription
+from indexer.window.eta import QueuedWork, estimate_queue, estimate_request
 
-TERMINAL = frozenset({"completed", "completed_noop", "cancelled", "failed"})
-STATUSES = (
-    "queued", "processing", "paused_credits", "paused",
-    "completed", "completed_noop", "cancelled", "failed",
-)  # fmt: skip
 Action = Literal["pause", "resume", "cancel", "retry"]
 # What each owner action needs the request to be, said in the 409 when it is not.
 ALLOWED_FROM: Mapping[str, str] = {
@@ -47,7 +43,7 @@ class BackfillSpec:
     from_block: int | None = None
     to_block: int | Literal["safe"] | None = None
     labels: Mapping[str, str] | None = None
-    order: str = "asc"
+    order: Order = "asc"
     rescan: bool = False
     redeliver: bool = False
 
@@ -112,8 +108,8 @@ async def _context(
 ) -> asyncpg.Record:
     """The plan, subscription and chain a request depends on, checked in the order
     a client fixes them: plan (403), subscription (404), stored events (409), chain."""
-    row: asyncpg.Record | None = await conn.fetchrow(
-        QUERIES["backfill_context"], workspace_id, spec.subscription_id
+    row: asyncpg.Record | None = await queries.fetchrow(
+        conn, "backfill_context", workspace_id=workspace_id, subscription_id=spec.subscription_id
     )
     assert row is not None, "an authenticated workspace exists"
     if not row["backfill_enabled"]:
@@ -144,17 +140,18 @@ async def create_backfill(
     low, high = resolve_range(
         spec, head=ctx["head"], safe_head=ctx["safe_head"], max_blocks=ctx["max_backfill_blocks"]
     )
-    row: asyncpg.Record | None = await conn.fetchrow(
-        QUERIES["insert_backfill"],
-        workspace_id,
-        spec.subscription_id,
-        ctx["chain_id"],
-        low,
-        high,
-        spec.order,
-        spec.rescan,
-        spec.redeliver,
-        dict(spec.labels or {}),
+    row: asyncpg.Record | None = await queries.fetchrow(
+        conn,
+        "insert_backfill",
+        workspace_id=workspace_id,
+        subscription_id=spec.subscription_id,
+        chain_id=ctx["chain_id"],
+        from_block=low,
+        to_block=high,
+        block_order=spec.order,
+        rescan=spec.rescan,
+        redeliver=spec.redeliver,
+        labels=dict(spec.labels or {}),
     )
     assert row is not None
     return row
@@ -182,23 +179,30 @@ async def dry_run(
     span = min(ctx["learned_block_range"] or chain.max_block_range, chain.max_block_range)
     call_cu, head_cu = chain.cu_cost("eth_getLogs"), chain.head_read_cu()
     calls, cu, windows = estimate_request(
-        blocks - covered, span=span, call_cu=call_cu, window_cu=chain.window_budget_cu,
+        blocks - covered,
+        span=span,
+        call_cu=call_cu,
+        window_cu=chain.window_budget_cu,
         head_cu=head_cu,
-    )  # fmt: skip
-    queue = [QueuedWork(r["id"], r["blocks"]) for r in await conn.fetch(
-        QUERIES["runnable_queue"], ctx["chain_id"]
-    )]  # fmt: skip
+    )
+    rows = await queries.fetch(conn, "runnable_queue", chain_id=ctx["chain_id"])
+    queue = [QueuedWork(r["id"], r["blocks"]) for r in rows]
     mine = uuid.uuid4()
     eta = estimate_queue(
-        [*queue, QueuedWork(mine, blocks - covered)], now=now, span=span, call_cu=call_cu,
-        window_cu=chain.window_budget_cu, head_cu=head_cu, tick_seconds=chain.tick_seconds,
-    )[mine]  # fmt: skip
+        [*queue, QueuedWork(mine, blocks - covered)],
+        now=now,
+        span=span,
+        call_cu=call_cu,
+        window_cu=chain.window_budget_cu,
+        head_cu=head_cu,
+        tick_seconds=chain.tick_seconds,
+    )[mine]
     return DryRun(blocks, covered, calls, cu, windows, eta.start_at, eta.finish_at)
 
 
 def progress(row: asyncpg.Record | Mapping[str, Any]) -> float:
     """Share of the range done: 1 once completed; covered blocks skipped count as done."""
-    if row["status"] in ("completed", "completed_noop"):
+    if row["status"] in FINISHED:
         return 1.0
     remaining: int | None = row["remaining_blocks"]
     if remaining is None:
@@ -210,8 +214,8 @@ def progress(row: asyncpg.Record | Mapping[str, Any]) -> float:
 async def get_backfill(
     conn: Connection, workspace_id: uuid.UUID, backfill_id: uuid.UUID
 ) -> asyncpg.Record:
-    row: asyncpg.Record | None = await conn.fetchrow(
-        QUERIES["get_backfill"], backfill_id, workspace_id
+    row: asyncpg.Record | None = await queries.fetchrow(
+        conn, "get_backfill", backfill_id=backfill_id, workspace_id=workspace_id
     )
     if row is None:
         raise not_found(backfill_id)
@@ -237,10 +241,16 @@ async def list_backfills(
             created_at, last_id = datetime.fromisoformat(stamp), uuid.UUID(text_id)
         except ValueError:
             raise InvalidFields.one("after", "not a cursor of this list", parameter=True) from None
-    rows = await conn.fetch(
-        QUERIES["list_backfills"],
-        subscription_id, workspace_id, status, created_at, last_id, limit + 1,
-    )  # fmt: skip
+    rows = await queries.fetch(
+        conn,
+        "list_backfills",
+        subscription_id=subscription_id,
+        workspace_id=workspace_id,
+        status=status,
+        after_created_at=created_at,
+        after_id=last_id,
+        limit=limit + 1,
+    )
     page = rows[:limit]
     cursor = None
     if len(rows) > limit:
@@ -253,9 +263,13 @@ async def apply_action(
 ) -> asyncpg.Record:
     """One conditional UPDATE; when it changes nothing, 409 names the current status."""
     async with conn.transaction():
-        changed = await conn.fetchval(QUERIES[f"{action}_backfill"], backfill_id, workspace_id)
+        changed = await queries.fetchval(
+            conn, f"{action}_backfill", backfill_id=backfill_id, workspace_id=workspace_id
+        )
         if changed is None:
-            status = await conn.fetchval(QUERIES["backfill_status"], backfill_id, workspace_id)
+            status = await queries.fetchval(
+                conn, "backfill_status", backfill_id=backfill_id, workspace_id=workspace_id
+            )
             if status is None:
                 raise not_found(backfill_id)
             raise Conflict(

@@ -10,14 +10,12 @@ import uuid
 
 import asyncpg
 
-from indexer.db import Connection
+from indexer.db import queries
+from indexer.db.pool import Connection
 from indexer.errors import NotFound
 from indexer.pagination import decode_cursor, encode_cursor
-from indexer.queries import QUERIES
 from indexer.refusals import Conflict
 from indexer.subscriptions import require_subscription
-
-STATUSES = ("pending", "delivered", "dead")
 
 
 async def list_deliveries(
@@ -32,8 +30,14 @@ async def list_deliveries(
     """A subscription's deliveries, newest first."""
     await require_subscription(conn, workspace_id, subscription_id)
     before = decode_cursor(after, "deliveries", (int,))[0] if after is not None else None
-    rows = await conn.fetch(
-        QUERIES["list_deliveries"], subscription_id, workspace_id, status, before, limit + 1
+    rows = await queries.fetch(
+        conn,
+        "list_deliveries",
+        subscription_id=subscription_id,
+        workspace_id=workspace_id,
+        status=status,
+        before_seq=before,
+        limit=limit + 1,
     )
     page = rows[:limit]
     cursor = encode_cursor("deliveries", page[-1]["seq"]) if len(rows) > limit else None
@@ -45,12 +49,14 @@ async def retry_delivery(
 ) -> asyncpg.Record:
     """A dead delivery goes back to pending from attempt one; 409 for any other status."""
     async with conn.transaction():
-        row: asyncpg.Record | None = await conn.fetchrow(
-            QUERIES["retry_delivery"], delivery_id, workspace_id
+        row: asyncpg.Record | None = await queries.fetchrow(
+            conn, "retry_delivery", delivery_id=delivery_id, workspace_id=workspace_id
         )
         if row is not None:
             return row
-        status = await conn.fetchval(QUERIES["delivery_status"], delivery_id, workspace_id)
+        status = await queries.fetchval(
+            conn, "delivery_status", delivery_id=delivery_id, workspace_id=workspace_id
+        )
         if status is None:
             raise NotFound(f"delivery {delivery_id} not found")
         raise Conflict(

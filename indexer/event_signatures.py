@@ -1,7 +1,7 @@
 """Human-readable event signatures ("Transfer(address indexed from, ...)") to ABI entries.
 
 Customers write events the way Solidity and ethers print them; the window's
-decoder (`indexer.events`) and topic0 need ABI entries. Types are checked and
+decoder (`indexer.outbox.bodies`) and topic0 need ABI entries. Types are checked and
 normalised with eth_abi's own grammar (`uint` -> `uint256`) and topic0 comes
 from eth_utils, so the hash is the one every other tool computes. Tuple
 parameters are refused: the decoder decodes flat types only.

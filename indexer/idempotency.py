@@ -23,8 +23,8 @@ from typing import Any
 
 import orjson
 
-from indexer.db import Connection
-from indexer.queries import QUERIES
+from indexer.db import queries
+from indexer.db.pool import Connection
 from indexer.refusals import IdempotencyKeyInFlight, IdempotencyKeyReused
 
 MAX_KEY_LENGTH = 255
@@ -75,9 +75,13 @@ async def run_once(
     async with conn.transaction():
         if key is None:
             return (await handle(conn)).response, False
-        locked = await conn.fetchval(QUERIES["try_lock_idempotency_key"], workspace_id, key)
+        locked = await queries.fetchval(
+            conn, "try_lock_idempotency_key", workspace_id=workspace_id, key=key
+        )
         # Read after taking the lock: this statement sees whatever the previous holder committed.
-        stored = await conn.fetchrow(QUERIES["find_idempotency_key"], workspace_id, key)
+        stored = await queries.fetchrow(
+            conn, "find_idempotency_key", workspace_id=workspace_id, key=key
+        )
         if stored is not None and not stored["expired"]:
             if stored["fingerprint"] != request_fingerprint:
                 raise IdempotencyKeyReused(
@@ -90,7 +94,9 @@ async def run_once(
         if not locked:
             raise IdempotencyKeyInFlight()
         if stored is not None:
-            await conn.execute(QUERIES["forget_expired_idempotency_key"], workspace_id, key)
+            await queries.execute(
+                conn, "forget_expired_idempotency_key", workspace_id=workspace_id, key=key
+            )
         outcome = await handle(conn)
         if outcome.created is not None:
             await _claim(conn, workspace_id, key, request_fingerprint, outcome, ttl_seconds)
@@ -112,16 +118,17 @@ async def _claim(
     ttl_seconds: int,
 ) -> None:
     response = outcome.response
-    claimed = await conn.fetchval(
-        QUERIES["claim_idempotency_key"],
-        workspace_id,
-        key,
-        request_fingerprint,
-        response.status,
-        response.headers,
-        response.body,
-        outcome.created,
-        float(ttl_seconds),
+    claimed = await queries.fetchval(
+        conn,
+        "claim_idempotency_key",
+        workspace_id=workspace_id,
+        key=key,
+        fingerprint=request_fingerprint,
+        response_status=response.status,
+        response_headers=response.headers,
+        response_body=response.body,
+        backfill_request_id=outcome.created,
+        ttl_seconds=float(ttl_seconds),
     )
     if claimed is None:  # cannot happen while we hold the lock; never create twice
         raise IdempotencyKeyInFlight()

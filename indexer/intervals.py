@@ -11,6 +11,8 @@ from collections.abc import Iterable, Sequence
 
 from asyncpg import Range
 
+from indexer.domain import Order
+
 Interval = tuple[int, int]
 Blocks = list[Interval]
 
@@ -67,7 +69,7 @@ def contains(blocks: Sequence[Interval], block: int) -> bool:
     return False
 
 
-def cursor_of(blocks: Sequence[Interval], order: str) -> int | None:
+def cursor_of(blocks: Sequence[Interval], order: Order) -> int | None:
     """The next block a scan in `order` takes: the lowest (asc) or highest (desc)."""
     if not blocks:
         return None

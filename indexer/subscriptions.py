@@ -18,13 +18,13 @@ from typing import Any
 
 import asyncpg
 
-from indexer.db import Connection
+from indexer.chain.logs import Log
+from indexer.db import queries
+from indexer.db.pool import Connection
 from indexer.errors import NotFound
 from indexer.event_signatures import ParsedEvent, parse_event_signature
-from indexer.events import EventDecoder, event_body
-from indexer.filters import Log
+from indexer.outbox.bodies import EventDecoder, event_body
 from indexer.pagination import decode_cursor, encode_cursor
-from indexer.queries import QUERIES
 from indexer.refusals import Conflict, FieldError, InvalidFields
 
 WEBHOOK_SECRET_PREFIX = "whsec_"
@@ -68,8 +68,8 @@ async def require_subscription(
     conn: Connection, workspace_id: uuid.UUID, subscription_id: uuid.UUID
 ) -> asyncpg.Record:
     """The workspace's subscription; another workspace's answers like an unknown one."""
-    owner: asyncpg.Record | None = await conn.fetchrow(
-        QUERIES["subscription_exists"], subscription_id, workspace_id
+    owner: asyncpg.Record | None = await queries.fetchrow(
+        conn, "subscription_exists", subscription_id=subscription_id, workspace_id=workspace_id
     )
     if owner is None:
         raise not_found(subscription_id)
@@ -119,18 +119,19 @@ async def create_subscription(
     _check_chain(spec.chain_id, chains)
     built = build_filter(spec.addresses or (), spec.topics or [], spec.events or ())
     secret = generate_webhook_secret() if spec.webhook_url else None
-    row: asyncpg.Record | None = await conn.fetchrow(
-        QUERIES["insert_subscription"],
-        workspace_id,
-        spec.chain_id,
-        spec.name,
-        built.addresses,
-        built.topics,
-        built.events,
-        built.event_abis,
-        spec.webhook_url,
-        secret,
-        True if spec.stored_events is None else spec.stored_events,
+    row: asyncpg.Record | None = await queries.fetchrow(
+        conn,
+        "insert_subscription",
+        workspace_id=workspace_id,
+        chain_id=spec.chain_id,
+        name=spec.name,
+        addresses=built.addresses,
+        topics=built.topics,
+        events=built.events,
+        event_abis=built.event_abis,
+        webhook_url=spec.webhook_url,
+        webhook_secret=secret,
+        stored_events=True if spec.stored_events is None else spec.stored_events,
     )
     assert row is not None
     return row
@@ -139,8 +140,8 @@ async def create_subscription(
 async def get_subscription(
     conn: Connection, workspace_id: uuid.UUID, subscription_id: uuid.UUID
 ) -> asyncpg.Record:
-    row: asyncpg.Record | None = await conn.fetchrow(
-        QUERIES["get_subscription"], subscription_id, workspace_id
+    row: asyncpg.Record | None = await queries.fetchrow(
+        conn, "get_subscription", subscription_id=subscription_id, workspace_id=workspace_id
     )
     if row is None:
         raise not_found(subscription_id)
@@ -154,8 +155,13 @@ async def list_subscriptions(
     if after is not None:
         stamp, text_id = decode_cursor(after, "subscriptions", (str, str))
         created_at, last_id = _parse_key(stamp, text_id)
-    rows = await conn.fetch(
-        QUERIES["list_subscriptions"], workspace_id, created_at, last_id, limit + 1
+    rows = await queries.fetch(
+        conn,
+        "list_subscriptions",
+        workspace_id=workspace_id,
+        after_created_at=created_at,
+        after_id=last_id,
+        limit=limit + 1,
     )
     page, more = rows[:limit], len(rows) > limit
     cursor = None
@@ -213,7 +219,9 @@ async def update_subscription(
     Also says whether a new webhook secret was generated (shown in this answer only).
     """
     async with conn.transaction():
-        row = await conn.fetchrow(QUERIES["lock_subscription"], subscription_id, workspace_id)
+        row = await queries.fetchrow(
+            conn, "lock_subscription", subscription_id=subscription_id, workspace_id=workspace_id
+        )
         if row is None:
             raise not_found(subscription_id)
         given = spec.fields_set
@@ -228,25 +236,30 @@ async def update_subscription(
         url, secret, prev_secret, prev_expiry, disabled_at, disabled_reason = _webhook_columns(
             row, spec
         )
-        updated: asyncpg.Record | None = await conn.fetchrow(
-            QUERIES["update_subscription"],
-            subscription_id,
-            workspace_id,
-            spec.name if "name" in given else row["name"],
-            built.addresses,
-            built.topics,
-            built.events,
-            built.event_abis,
-            url,
-            secret,
-            prev_secret,
-            prev_expiry,
-            disabled_at,
-            disabled_reason,
-            row["stored_events"] if spec.stored_events is None else spec.stored_events,
+        updated: asyncpg.Record | None = await queries.fetchrow(
+            conn,
+            "update_subscription",
+            subscription_id=subscription_id,
+            workspace_id=workspace_id,
+            name=spec.name if "name" in given else row["name"],
+            addresses=built.addresses,
+            topics=built.topics,
+            events=built.events,
+            event_abis=built.event_abis,
+            webhook_url=url,
+            webhook_secret=secret,
+            previous_webhook_secret=prev_secret,
+            previous_secret_expires_at=prev_expiry,
+            webhook_disabled_at=disabled_at,
+            webhook_disabled_reason=disabled_reason,
+            stored_events=row["stored_events"]
+            if spec.stored_events is None
+            else spec.stored_events,
         )
         if (built.addresses, built.topics) != (list(row["addresses"]), list(row["topics"])):
-            await conn.execute(QUERIES["reset_subscription_coverage"], subscription_id)
+            await queries.execute(
+                conn, "reset_subscription_coverage", subscription_id=subscription_id
+            )
     assert updated is not None, "the row is locked"
     return updated, updated["webhook_secret"] != row["webhook_secret"] and secret is not None
 
@@ -254,7 +267,12 @@ async def update_subscription(
 async def delete_subscription(
     conn: Connection, workspace_id: uuid.UUID, subscription_id: uuid.UUID
 ) -> None:
-    if await conn.fetchval(QUERIES["delete_subscription"], subscription_id, workspace_id) is None:
+    if (
+        await queries.fetchval(
+            conn, "delete_subscription", subscription_id=subscription_id, workspace_id=workspace_id
+        )
+        is None
+    ):
         raise not_found(subscription_id)
 
 
@@ -262,12 +280,13 @@ async def rotate_webhook_secret(
     conn: Connection, workspace_id: uuid.UUID, subscription_id: uuid.UUID, grace_seconds: int
 ) -> asyncpg.Record:
     """A new secret now; the old one stays valid for the grace period (receivers switch over)."""
-    row: asyncpg.Record | None = await conn.fetchrow(
-        QUERIES["rotate_webhook_secret"],
-        subscription_id,
-        workspace_id,
-        generate_webhook_secret(),
-        float(grace_seconds),
+    row: asyncpg.Record | None = await queries.fetchrow(
+        conn,
+        "rotate_webhook_secret",
+        subscription_id=subscription_id,
+        workspace_id=workspace_id,
+        new_secret=generate_webhook_secret(),
+        grace_seconds=float(grace_seconds),
     )
     if row is None:
         await get_subscription(conn, workspace_id, subscription_id)  # 404 if not ours
@@ -291,7 +310,16 @@ async def list_events(
     key = [-1, -1, 0]
     if after is not None:
         key = decode_cursor(after, "events", (int, int, int))
-    rows = await conn.fetch(QUERIES["list_subscription_events"], subscription_id, *key, limit + 1)
+    block, log_index, match_id = key
+    rows = await queries.fetch(
+        conn,
+        "list_subscription_events",
+        subscription_id=subscription_id,
+        after_block=block,
+        after_log_index=log_index,
+        after_id=match_id,
+        limit=limit + 1,
+    )
     page, more = rows[:limit], len(rows) > limit
     decoder = EventDecoder(owner["event_abis"])
     items = [_event_item(owner["chain_id"], row, decoder) for row in page]

@@ -20,10 +20,10 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import start_http_server
 
-from indexer.queries import QUERIES
+from indexer.db import queries
 from indexer.settings import Settings
 from indexer.webhooks.dispatcher import delivering
-from indexer.window import run_window
+from indexer.window.run import run_window
 
 log = structlog.get_logger(__name__)
 
@@ -37,7 +37,7 @@ def worker_name() -> str:
 
 
 async def purge_expired_idempotency_keys(pool: asyncpg.Pool) -> None:
-    status = await pool.execute(QUERIES["purge_expired_idempotency_keys"])
+    status = await queries.execute(pool, "purge_expired_idempotency_keys")
     purged = int(status.split()[-1])
     if purged:
         log.info("idempotency_keys_purged", count=purged)

@@ -1,117 +1,61 @@
-"""Test databases: a real PostgreSQL, a migrated template, a fresh clone per test.
+"""The whole suite: isolated from the developer's configuration, fixtures from tests/support.
 
-`LOGFILL_TEST_DATABASE_URL` names a server to use (any database on it; tests
-create their own). Without it an embedded PostgreSQL is started for the session,
-which is the path a fresh machine takes.
+Tiers, one folder each (`pytest tests/unit tests/db` is the fast set):
+- unit/: pure code; no database, no node, no subprocess;
+- db/: a real PostgreSQL, everything else in-process (the API through aiohttp's test server);
+- chain/: a real anvil node or the scripted fake provider (tests/support/fake_provider.py);
+- process/: `logfill` processes (kill -9, signals, the demo, the CLI against a live API) and
+  other subprocesses.
+
+`LOGFILL_TEST_DATABASE_URL` names a PostgreSQL server to use (any database on it;
+tests create their own). Without it an embedded PostgreSQL is started for the
+session, which is the path a fresh machine takes.
+
+Every other `LOGFILL_*` variable a developer exported is dropped here, at import,
+and `Settings` reads no `.env`, so a test sees only the configuration it sets
+itself. Processes the tests start get an environment built the same way
+(`cli_env`, `service_env`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
-import sys
 import tempfile
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import pytest
 
-from indexer.db import connect
-from indexer.migrations import load_migrations, migrate
+from indexer.settings import Settings
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-LOGFILL_BIN = str(Path(sys.executable).parent / "logfill")
+# Read first: the environment is cleaned of every LOGFILL_* variable just below.
+TEST_DATABASE_URL = os.environ.get("LOGFILL_TEST_DATABASE_URL")
+for _name in [name for name in os.environ if name.startswith("LOGFILL_")]:
+    del os.environ[_name]
 
+# Settings reads `.env` from the working directory; a test never should. (Settings are read
+# when made, not when imported, so this holds for every Settings() of the run.)
+Settings.model_config["env_file"] = None
 
-def with_database(url: str, name: str) -> str:
-    """The same server URL, pointed at another database."""
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+# Helpers' own asserts get pytest's explanations too (the fixture modules get them anyway).
+pytest.register_assert_rewrite("tests.support")
 
-
-async def _admin_execute(server_url: str, *statements: str) -> None:
-    conn = await connect(server_url)
-    try:
-        for statement in statements:
-            await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
-def _create_database(server_url: str, template: str | None = None) -> str:
-    name = f"logfill_test_{uuid.uuid4().hex[:12]}"
-    clause = f' TEMPLATE "{template}"' if template else ""
-    asyncio.run(_admin_execute(server_url, f'CREATE DATABASE "{name}"{clause}'))
-    return name
-
-
-def _drop_database(server_url: str, name: str) -> None:
-    asyncio.run(_admin_execute(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+pytest_plugins = [
+    "tests.support.database",
+    "tests.support.processes",
+    "tests.support.chain",
+    "tests.support.api",
+]
 
 
 @pytest.fixture(scope="session")
 def server_url() -> Iterator[str]:
     """A URL of a maintenance database on a real PostgreSQL server."""
-    configured = os.environ.get("LOGFILL_TEST_DATABASE_URL")
-    if configured:
-        yield configured
+    if TEST_DATABASE_URL:
+        yield TEST_DATABASE_URL
         return
-    from indexer.embedded import embedded_database
+    from indexer.db.embedded import embedded_database
 
     with tempfile.TemporaryDirectory(prefix="logfill-test-pg-") as data_dir:
         with embedded_database(Path(data_dir)) as url:
             yield url
-
-
-@pytest.fixture(scope="session")
-def template_database(server_url: str) -> Iterator[str]:
-    """A database with every migration applied, cloned by each test."""
-    name = _create_database(server_url)
-
-    async def apply() -> None:
-        conn = await connect(with_database(server_url, name))
-        try:
-            await migrate(conn, load_migrations())
-        finally:
-            await conn.close()
-
-    asyncio.run(apply())
-    yield name
-    _drop_database(server_url, name)
-
-
-@pytest.fixture
-def database_url(server_url: str, template_database: str) -> Iterator[str]:
-    """A fresh, migrated database of this test's own."""
-    name = _create_database(server_url, template=template_database)
-    yield with_database(server_url, name)
-    _drop_database(server_url, name)
-
-
-@pytest.fixture
-def empty_database_url(server_url: str) -> Iterator[str]:
-    """A fresh database with nothing in it (for migration tests)."""
-    name = _create_database(server_url)
-    yield with_database(server_url, name)
-    _drop_database(server_url, name)
-
-
-@pytest.fixture
-async def conn(database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    connection = await connect(database_url)
-    yield connection
-    await connection.close()
-
-
-@pytest.fixture
-def cli_env(database_url: str, tmp_path: Path) -> dict[str, str]:
-    """Environment for running the `logfill` command against this test's database."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOGFILL_")}
-    env.update(
-        LOGFILL_DATABASE_URL=database_url,
-        LOGFILL_DATA_DIR=str(tmp_path / "data"),
-        LOGFILL_LOG_FORMAT="json",
-    )
-    return env

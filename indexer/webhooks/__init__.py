@@ -1,9 +1,12 @@
-"""Webhook delivery: the outbox rows the window writes, signed and POSTed with retries.
+"""Webhook delivery: the outbox rows a commit wrote, signed and POSTed with retries.
 
-- `payload`: the body of a delivery and how a batch is split to fit the size limit.
+- `dispatcher`: the loop every worker runs (claim, send each in its own task, record).
+- `claims`: the SQL side: claiming due rows under a lease, recording outcomes.
+- `sender`: one HTTP attempt, with timeouts, a capped read and the SSRF guard.
 - `signing`: Standard Webhooks headers and signatures.
 - `retry`: what a failed attempt leads to (the schedule, Retry-After, 410).
-- `sender`: one HTTP attempt, with timeouts, a capped read and the SSRF guard.
-- `outbox`: the SQL side: claiming due rows under a lease, recording outcomes.
-- `dispatcher`: the loop every worker runs.
+- `ssrf`: only public addresses, checked where the connection is made.
+- `metrics`: Prometheus metrics of delivery.
+
+The bodies and the rows themselves are written by `indexer.outbox`.
 """

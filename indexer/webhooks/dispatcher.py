@@ -26,15 +26,14 @@ import asyncpg
 import httpx
 import structlog
 
+from indexer.db.pool import UNAVAILABLE_ERRORS
 from indexer.settings import Settings
 from indexer.webhooks import metrics
-from indexer.webhooks.outbox import ClaimedDelivery, Outcome, claim_deliveries, record_outcomes
+from indexer.webhooks.claims import ClaimedDelivery, Outcome, claim_deliveries, record_outcomes
 from indexer.webhooks.retry import Attempt, Decision, Failure, RetryPolicy, decide
 from indexer.webhooks.sender import attempt_delivery, build_client
 
 log = structlog.get_logger(__name__)
-
-DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 class Dispatcher:
@@ -79,7 +78,7 @@ class Dispatcher:
                 per_subscription=self.settings.webhook_concurrency_per_subscription,
                 lease_seconds=self.settings.webhook_lease_seconds,
             )
-        except DB_ERRORS as exc:
+        except UNAVAILABLE_ERRORS as exc:
             log.warning("webhook_claim_failed", error=str(exc) or type(exc).__name__)
             return 0
         for delivery in deliveries:
@@ -121,7 +120,7 @@ class Dispatcher:
     async def record(self, outcome: Outcome) -> None:
         try:
             recorded = await record_outcomes(self.pool, [outcome])
-        except DB_ERRORS as exc:
+        except UNAVAILABLE_ERRORS as exc:
             # The lease runs out and the row is sent again: at least once, never lost.
             log.warning(
                 "webhook_outcome_not_recorded",

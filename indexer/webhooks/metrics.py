@@ -1,4 +1,4 @@
-"""Prometheus metrics of webhook delivery (served with the window's, see indexer.metrics)."""
+"""Prometheus metrics of webhook delivery (served with the window's, see indexer.window.metrics)."""
 
 from __future__ import annotations
 

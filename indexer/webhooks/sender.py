@@ -18,11 +18,17 @@ from typing import Any
 import httpcore
 import httpx
 
+from indexer.outbox.bodies import delivery_body
 from indexer.settings import Settings
-from indexer.ssrf import GuardedBackend, Resolver, WebhookRefused, check_url, system_resolve
-from indexer.webhooks.payload import delivery_body
 from indexer.webhooks.retry import Attempt, Failure
 from indexer.webhooks.signing import webhook_headers
+from indexer.webhooks.ssrf import (
+    GuardedBackend,
+    Resolver,
+    WebhookRefused,
+    check_url,
+    system_resolve,
+)
 
 MAX_ANSWER_BYTES = 4096
 ERROR_EXCERPT_CHARS = 200

@@ -1,0 +1,1 @@
+"""Tests against a real anvil node or the scripted fake provider (with PostgreSQL as needed)."""

@@ -1,0 +1,212 @@
+"""`logfill backfill ...`: queue and follow backfills on a running API.
+
+A customer's tool, not an operator's: it needs only the API's URL and a
+workspace's key, talks HTTP through `api.client` like any other client, and
+loads no settings and opens no database. An API refusal is one line on stderr
+and exit code 1; a missing key is exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+from api.client import ACTIONS, ApiClient, ApiError, watch_backfill
+from indexer.domain import FINISHED, ORDERS
+
+DEFAULT_API_URL = "http://127.0.0.1:8080"
+ClientCommand = Callable[[ApiClient, argparse.Namespace], Awaitable[int]]
+
+
+def _client_command(action: ClientCommand) -> Callable[[argparse.Namespace], int]:
+    """Run `action` with an ApiClient; an API refusal is one line on stderr and exit 1."""
+
+    def command(args: argparse.Namespace) -> int:
+        if not args.api_key:
+            sys.stderr.write("logfill: no API key: pass --api-key or set LOGFILL_API_KEY\n")
+            return 2
+
+        async def work() -> int:
+            async with ApiClient(args.api_url, args.api_key) as client:
+                return await action(client, args)
+
+        try:
+            return asyncio.run(work())
+        except ApiError as exc:
+            sys.stderr.write(f"logfill: {exc}\n")
+            return 1
+
+    return command
+
+
+def _describe_backfill(b: dict[str, Any]) -> str:
+    cursor = "-" if b["cursor"] is None else b["cursor"]
+    labels = ", ".join(f"{k}={v}" for k, v in b["labels"].items()) or "-"
+    lines = [
+        f"backfill {b['id']}  {b['status']}",
+        f"  subscription {b['subscription_id']}  chain {b['chain_id']}",
+        f"  blocks       {b['from_block']} -> {b['to_block']} ({b['order']})  cursor {cursor}",
+        f"  progress     {b['progress']:.0%} ({b['blocks_scanned']}/{b['blocks_total']} blocks)",
+        f"  matches      {b['matches']} (new {b['new_matches']}, "
+        f"duplicates {b['duplicate_matches']})",
+        f"  cost         {b['credits_charged']} credits, {b['cu_spent']} CU, "
+        f"{b['windows']} windows",
+        f"  labels       {labels}",
+        f"  created      {b['created_at']}  finished {b['finished_at'] or '-'}",
+    ]
+    if b["error"]:
+        lines.append(f"  error        {b['error']}")
+    return "\n".join(lines) + "\n"
+
+
+def _show(args: argparse.Namespace, body: dict[str, Any], text: str) -> None:
+    sys.stdout.write(
+        orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n" if args.json else text
+    )
+    sys.stdout.flush()
+
+
+def _block(value: str) -> int | str:
+    """A block as typed: a decimal number, a 0x hex string or "safe" (the API checks it)."""
+    return int(value) if value.isdigit() else value
+
+
+def _label(value: str) -> tuple[str, str]:
+    key, sep, text = value.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"a label is key=value, got {value!r}")
+    return key, text
+
+
+def _create_body(args: argparse.Namespace) -> dict[str, Any]:
+    body: dict[str, Any] = {"subscription_id": args.subscription, "order": args.order}
+    if args.from_block is not None:
+        body["from_block"] = args.from_block
+    if args.to_block is not None:
+        body["to_block"] = args.to_block
+    if args.label:
+        body["labels"] = dict(args.label)
+    if args.dry_run:
+        body["dry_run"] = True
+    return body
+
+
+async def _backfill_create(client: ApiClient, args: argparse.Namespace) -> int:
+    key = None if args.dry_run else (args.idempotency_key or str(uuid.uuid4()))
+    if key:
+        sys.stderr.write(f"Idempotency-Key: {key} (send it again to retry safely)\n")
+    created = await client.create_backfill(_create_body(args), key)
+    b = created.body
+    if args.dry_run:
+        text = (
+            f"dry run: {b['blocks']} blocks ({b['already_covered_blocks']} already covered), "
+            f"{b['estimated_calls']} calls, {b['estimated_cu']} CU, "
+            f"~{b['estimated_windows']} windows, finishing ~{b['estimated_finish_at']}\n"
+        )
+    else:
+        replay = " (replayed: this key already created it)" if created.replayed else ""
+        text = f"accepted{replay}\n" + _describe_backfill(b)
+    _show(args, b, text)
+    return 0
+
+
+async def _backfill_status(client: ApiClient, args: argparse.Namespace) -> int:
+    b = await client.get_backfill(args.id)
+    _show(args, b, _describe_backfill(b))
+    return 0
+
+
+async def _backfill_list(client: ApiClient, args: argparse.Namespace) -> int:
+    page = await client.list_backfills(
+        args.subscription, status=args.status, limit=args.limit, after=args.after
+    )
+    if args.json:
+        _show(args, page, "")
+        return 0
+    table = Table("id", "status", "blocks", "progress", "matches", "credits", "created")
+    for b in page["items"]:
+        table.add_row(
+            b["id"],
+            b["status"],
+            f"{b['from_block']}-{b['to_block']}",
+            f"{b['progress']:.0%}",
+            str(b["matches"]),
+            str(b["credits_charged"]),
+            b["created_at"][:19],
+        )
+    console = Console(width=160)
+    console.print(table)
+    if page["next"]:
+        console.print(f"more: --after {page['next']}")
+    return 0
+
+
+def _backfill_action(action: str) -> ClientCommand:
+    async def run(client: ApiClient, args: argparse.Namespace) -> int:
+        b = await client.backfill_action(args.id, action)
+        _show(args, b, _describe_backfill(b))
+        return 0
+
+    return run
+
+
+async def _backfill_watch(client: ApiClient, args: argparse.Namespace) -> int:
+    """Exit 0 when the request completed, 1 when it failed or was cancelled."""
+    b = await watch_backfill(
+        client, args.id, console=Console(stderr=args.json), interval=args.interval
+    )
+    _show(args, b, _describe_backfill(b))
+    return 0 if b["status"] in FINISHED else 1
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--api-url",
+        default=os.environ.get("LOGFILL_API_URL", DEFAULT_API_URL),
+        help="the API (default: LOGFILL_API_URL or %(default)s)",
+    )
+    common.add_argument(
+        "--api-key",
+        default=os.environ.get("LOGFILL_API_KEY"),
+        help="the workspace's API key (default: LOGFILL_API_KEY)",
+    )
+    common.add_argument("--json", action="store_true", help="print the JSON answer")
+    backfill = commands.add_parser("backfill", help="queue and follow backfills on a running API")
+    actions = backfill.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    def sub(name: str, help_text: str, run: ClientCommand) -> argparse.ArgumentParser:
+        parser = actions.add_parser(name, help=help_text, description=help_text, parents=[common])
+        parser.set_defaults(standalone=_client_command(run))
+        return parser
+
+    create = sub("create", "queue a backfill (or estimate one with --dry-run)", _backfill_create)
+    create.add_argument("--subscription", required=True, help="subscription id")
+    create.add_argument("--from", dest="from_block", type=_block, help="first block")
+    create.add_argument("--to", dest="to_block", type=_block, help='last block, or "safe"')
+    create.add_argument("--order", choices=ORDERS, default="asc")
+    create.add_argument(
+        "--label", type=_label, action="append", metavar="KEY=VALUE", help="a label (repeatable)"
+    )
+    create.add_argument("--idempotency-key", help="default: a fresh UUID (printed)")
+    create.add_argument("--dry-run", action="store_true", help="estimate only; creates nothing")
+    sub("status", "a backfill's status, cursor and cost", _backfill_status).add_argument("id")
+    watch = sub("watch", "a progress bar until the backfill ends", _backfill_watch)
+    watch.add_argument("id")
+    watch.add_argument("--interval", type=float, default=1.0, help="seconds between polls")
+    listing = sub("list", "a subscription's backfills, newest first", _backfill_list)
+    listing.add_argument("--subscription", required=True, help="subscription id")
+    listing.add_argument("--status", help="only this status")
+    listing.add_argument("--limit", type=int, default=100)
+    listing.add_argument("--after", help="the `next` cursor of the previous page")
+    for action in ACTIONS:
+        sub(action, f"{action} a backfill", _backfill_action(action)).add_argument("id")

@@ -1,0 +1,232 @@
+"""The metered JSON-RPC client: the only way logfill talks to a chain.
+
+Transport is aiohttp, with msgspec decoding eth_getLogs answers straight into
+typed structs (measured faster than orjson into dicts, and ~10x faster than
+web3.py's get_logs on the same work; see README). Every attempt is paid from the window's budget
+before it is sent; failures are classified in `chain.errors`; values are mapped
+to plain types here, at the boundary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import aiohttp
+import msgspec
+import structlog
+
+from indexer.chain.budget import BudgetExhausted, WindowBudget, backoff_delay
+from indexer.chain.errors import (
+    ProviderFault,
+    RetryableRpcError,
+    classify_http_status,
+    classify_rpc_error,
+    parse_retry_after,
+)
+from indexer.chain.filters import LogFilter
+from indexer.chain.logs import Log, WireLog, parse_logs
+from indexer.settings import ChainSettings
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+Call = tuple[str, list[Any]]
+_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+
+
+class _Answer(msgspec.Struct, Generic[T], gc=False):
+    """One JSON-RPC response object; `error` stays loose to classify what providers send."""
+
+    id: Any = None
+    result: T | None = None
+    error: Any = None
+
+
+_ANY_DECODER = msgspec.json.Decoder(list[_Answer[Any]] | _Answer[Any])
+_LOGS_DECODER = msgspec.json.Decoder(list[_Answer[list[WireLog]]] | _Answer[list[WireLog]])
+_ENCODER = msgspec.json.Encoder()
+
+
+@dataclass(frozen=True)
+class Heads:
+    head: int
+    safe_head: int | None  # None while no block is safe yet
+
+
+class RpcClient:
+    def __init__(
+        self,
+        url: str,
+        session: aiohttp.ClientSession,
+        chain: ChainSettings,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.url = url
+        self.chain = chain
+        self._session = session
+        self._sleep = sleep
+        self._jitter = jitter
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, chain: ChainSettings, **kwargs: Any) -> AsyncIterator[RpcClient]:
+        """A client with its own keep-alive connection pool."""
+        connector = aiohttp.TCPConnector(limit=chain.max_calls_in_flight * 2)
+        timeout = aiohttp.ClientTimeout(
+            total=chain.request_timeout_seconds, sock_connect=chain.connect_timeout_seconds
+        )
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+            yield cls(str(chain.rpc_url), session, chain, **kwargs)
+
+    async def get_logs(
+        self, log_filter: LogFilter, from_block: int, to_block: int, budget: WindowBudget
+    ) -> list[Log]:
+        def decode(results: list[Any]) -> list[Log]:
+            if results[0] is None:
+                raise ProviderFault("eth_getLogs answered with neither a result nor an error")
+            return parse_logs(results[0], from_block=from_block, to_block=to_block)
+
+        params = [log_filter.to_rpc(from_block, to_block)]
+        return await self._with_retries(
+            [("eth_getLogs", params)], budget, decode, decoder=_LOGS_DECODER
+        )
+
+    async def read_heads(self, budget: WindowBudget) -> Heads:
+        """The head and the safe head, in one round trip."""
+        calls: list[Call] = [("eth_blockNumber", [])]
+        if self.chain.use_finalized_tag:
+            calls.append(("eth_getBlockByNumber", ["finalized", False]))
+        return await self._with_retries(calls, budget, self._decode_heads)
+
+    def _decode_heads(self, results: list[Any]) -> Heads:
+        try:
+            head = int(results[0], 16)
+            if not self.chain.use_finalized_tag:
+                safe = head - self.chain.confirmations
+                return Heads(head, safe if safe >= 0 else None)
+            finalized = results[1]
+            return Heads(head, int(finalized["number"], 16) if finalized else None)
+        except (KeyError, ValueError, TypeError, IndexError) as exc:
+            raise ProviderFault(f"malformed head in {results!r}") from exc
+
+    async def _with_retries(
+        self,
+        calls: list[Call],
+        budget: WindowBudget,
+        decode: Callable[[list[Any]], T],
+        *,
+        decoder: msgspec.json.Decoder[Any] = _ANY_DECODER,
+    ) -> T:
+        label = "+".join(method for method, _ in calls)
+        for attempt in range(self.chain.max_attempts):
+            self._pay(calls, budget)
+            try:
+                status, raw = await self._send(calls, label)
+                with _collector_paused():
+                    return decode(_results(raw, status, calls, label, decoder))
+            except RetryableRpcError as exc:
+                delay = backoff_delay(attempt, jitter=self._jitter(), retry_after=exc.retry_after)
+                if attempt + 1 >= self.chain.max_attempts:
+                    raise
+                if delay > self.chain.max_retry_after_seconds:
+                    raise RetryableRpcError(
+                        f"{exc} (provider asks to wait {delay:.0f}s: later window)",
+                        code=exc.code,
+                        status=exc.status,
+                        retry_after=exc.retry_after,
+                    ) from exc
+                self._check_affordable(calls, budget)
+                log.warning(
+                    "rpc_retry", method=label, attempt=attempt + 1, delay=delay, error=str(exc)
+                )
+                await self._sleep(delay)
+        raise AssertionError("unreachable: max_attempts >= 1")
+
+    def _check_affordable(self, calls: list[Call], budget: WindowBudget) -> None:
+        total = sum(self.chain.cu_cost(method) for method, _ in calls)
+        if not budget.can_afford(total):
+            raise BudgetExhausted(
+                f"{'+'.join(m for m, _ in calls)} costs {total} CU;"
+                f" {budget.remaining_cu} of {budget.limit_cu} remain"
+            )
+
+    def _pay(self, calls: list[Call], budget: WindowBudget) -> None:
+        self._check_affordable(calls, budget)
+        for method, _ in calls:
+            budget.spend(method, self.chain.cu_cost(method))
+
+    async def _send(self, calls: list[Call], label: str) -> tuple[int, bytes]:
+        payload: Any = [
+            {"jsonrpc": "2.0", "id": i, "method": method, "params": params}
+            for i, (method, params) in enumerate(calls)
+        ]
+        body = _ENCODER.encode(payload[0] if len(payload) == 1 else payload)
+        try:
+            async with self._session.post(self.url, data=body, headers=_HEADERS) as response:
+                status = response.status
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                raw = await response.read()
+        except TimeoutError as exc:
+            raise RetryableRpcError(f"{label}: timed out") from exc
+        except aiohttp.ClientError as exc:
+            raise RetryableRpcError(f"{label}: {type(exc).__name__}: {exc}") from exc
+        if status in (401, 403, 429) or status >= 500:
+            raise classify_http_status(status, method=label, retry_after=retry_after)
+        return status, raw
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic GC while one answer is decoded.
+
+    Decoding 10,000 logs allocates tens of thousands of containers, none in a
+    cycle; each allocation burst set off collections that walked every live
+    object, a fifth of a scan's time. Reference counting still frees everything.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _results(
+    raw: bytes, status: int, calls: list[Call], label: str, decoder: msgspec.json.Decoder[Any]
+) -> list[Any]:
+    try:
+        decoded = decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        if status != 200:
+            raise classify_http_status(status, method=label, retry_after=None) from exc
+        raise ProviderFault(f"{label}: malformed answer: {exc}") from exc
+    except msgspec.DecodeError as exc:
+        if status != 200:
+            raise classify_http_status(status, method=label, retry_after=None) from exc
+        raise RetryableRpcError(f"{label}: truncated or invalid JSON ({len(raw)} bytes)") from exc
+    answers: list[_Answer[Any]] = decoded if isinstance(decoded, list) else [decoded]
+    by_id = {answer.id: answer for answer in answers}
+    results = []
+    for i, (method, _) in enumerate(calls):
+        # Parse errors and invalid requests answer with "id": null (JSON-RPC 2.0, 5.1).
+        answer = by_id.get(i) or by_id.get(None)
+        if answer is None:
+            if status != 200:
+                raise classify_http_status(status, method=label, retry_after=None)
+            raise RetryableRpcError(f"{method}: no answer for this call in the response")
+        error = answer.error
+        if error is not None:
+            if not isinstance(error, dict):
+                raise RetryableRpcError(f"{method}: malformed error object {error!r}")
+            message = str(error.get("message", ""))
+            raise classify_rpc_error(error.get("code"), message, method=method)
+        results.append(answer.result)
+    return results

@@ -1,0 +1,140 @@
+"""Walking a block range with eth_getLogs: adaptive spans, several calls in flight,
+chunks handed on complete and in scan order.
+
+A chunk is yielded only when every call for its blocks answered, so whoever
+commits it never sees part of a block range. A range/result-size error splits
+the chunk (`chain.span`); every attempt is paid from the window's budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from dataclasses import dataclass
+
+import structlog
+
+from indexer.chain.budget import BudgetExhausted, WindowBudget
+from indexer.chain.client import RpcClient
+from indexer.chain.errors import RangeTooLarge, SingleBlockTooLarge
+from indexer.chain.filters import LogFilter
+from indexer.chain.logs import Log
+from indexer.chain.span import AdaptiveRange, after_chunk, next_chunk
+from indexer.domain import ORDERS, Order
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class LogChunk:
+    """The logs of [from_block, to_block], complete: every call for it answered."""
+
+    from_block: int
+    to_block: int
+    logs: list[Log]
+
+
+class LogScanner:
+    """Walks [low, high] with adaptive ranges, several calls in flight, in block order."""
+
+    def __init__(self, client: RpcClient, ranges: AdaptiveRange) -> None:
+        self.client = client
+        self.ranges = ranges
+
+    async def scan(
+        self,
+        call_filters: Sequence[LogFilter],
+        low: int,
+        high: int,
+        budget: WindowBudget,
+        *,
+        order: Order = "asc",
+    ) -> AsyncGenerator[LogChunk, None]:
+        """Yield complete chunks in order; raises BudgetExhausted where the budget ends."""
+        if order not in ORDERS:
+            raise ValueError(f"order must be 'asc' or 'desc', not {order!r}")
+        cost = len(call_filters) * self.client.chain.cu_cost("eth_getLogs")
+        in_flight: deque[tuple[tuple[int, int], asyncio.Task[list[Log]]]] = deque()
+        cursor = low if order == "asc" else high
+        try:
+            while True:
+                while (
+                    len(in_flight) < self.client.chain.max_calls_in_flight
+                    and low <= cursor <= high
+                    and budget.remaining_cu - cost * len(in_flight) >= cost
+                ):
+                    chunk = next_chunk(cursor, self.ranges.span, low=low, high=high, order=order)
+                    task = asyncio.create_task(self._fetch(call_filters, chunk, budget))
+                    in_flight.append((chunk, task))
+                    cursor = after_chunk(chunk, order=order)
+                if not in_flight:
+                    if low <= cursor <= high:
+                        raise BudgetExhausted(f"no budget left to scan from block {cursor}")
+                    return
+                chunk, task = in_flight.popleft()
+                async for done in self._settle(call_filters, chunk, task, budget, order):
+                    yield done
+        finally:
+            for _, pending in in_flight:
+                pending.cancel()
+            await asyncio.gather(*(t for _, t in in_flight), return_exceptions=True)
+
+    async def _fetch(
+        self, call_filters: Sequence[LogFilter], chunk: tuple[int, int], budget: WindowBudget
+    ) -> list[Log]:
+        """All calls of one chunk; the chunk fails as a whole if any call fails."""
+        if len(call_filters) == 1:
+            return await self.client.get_logs(call_filters[0], chunk[0], chunk[1], budget)
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [
+                    group.create_task(self.client.get_logs(f, chunk[0], chunk[1], budget))
+                    for f in call_filters
+                ]
+        except ExceptionGroup as failed:
+            raise failed.exceptions[0] from None
+        logs = [entry for task in tasks for entry in task.result()]
+        logs.sort(key=lambda entry: (entry.block_number, entry.log_index))
+        return logs
+
+    async def _settle(
+        self,
+        call_filters: Sequence[LogFilter],
+        chunk: tuple[int, int],
+        task: asyncio.Task[list[Log]],
+        budget: WindowBudget,
+        order: Order,
+    ) -> AsyncIterator[LogChunk]:
+        try:
+            logs = await task
+        except RangeTooLarge as too_large:
+            async for done in self._split(call_filters, chunk, too_large, budget, order):
+                yield done
+            return
+        self.ranges.record_success()
+        yield LogChunk(chunk[0], chunk[1], logs)
+
+    async def _split(
+        self,
+        call_filters: Sequence[LogFilter],
+        chunk: tuple[int, int],
+        error: RangeTooLarge,
+        budget: WindowBudget,
+        order: Order,
+    ) -> AsyncIterator[LogChunk]:
+        span = chunk[1] - chunk[0] + 1
+        if span == 1:
+            raise SingleBlockTooLarge(
+                f"block {chunk[0]} alone is too large for one eth_getLogs call: {error}",
+                code=error.code,
+            ) from error
+        new_span = self.ranges.record_too_large(span, error.hint)
+        log.info("rpc_range_split", blocks=span, new_span=new_span, error=str(error))
+        cursor = chunk[0] if order == "asc" else chunk[1]
+        while chunk[0] <= cursor <= chunk[1]:
+            sub = next_chunk(cursor, self.ranges.span, low=chunk[0], high=chunk[1], order=order)
+            task = asyncio.create_task(self._fetch(call_filters, sub, budget))
+            async for done in self._settle(call_filters, sub, task, budget, order):
+                yield done
+            cursor = after_chunk(sub, order=order)

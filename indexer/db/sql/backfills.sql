@@ -1,0 +1,102 @@
+-- Backfill requests as their owner sees them: accept, read, list, owner actions, the queue.
+-- Blocks: `-- name(parameters) --`, a description, the query (docs/architecture.md).
+
+-- backfill_context(workspace_id, subscription_id) --
+-- What accepting a backfill depends on: the plan, the subscription, the chain's
+-- heads and the subscription's coverage (subscription columns null: unknown id).
+SELECT p.backfill_enabled, p.max_backfill_blocks, s.id AS subscription_id, s.chain_id,
+       s.stored_events, cs.head, cs.safe_head, cs.learned_block_range, c.covered
+FROM workspaces w
+JOIN plans p ON p.name = w.plan
+LEFT JOIN subscriptions s ON s.id = $2 AND s.workspace_id = w.id
+LEFT JOIN chain_state cs ON cs.chain_id = s.chain_id
+LEFT JOIN subscription_coverage c ON c.subscription_id = s.id
+WHERE w.id = $1;
+
+-- insert_backfill(workspace_id, subscription_id, chain_id, from_block, to_block, block_order, rescan, redeliver, labels) --
+-- A new request, queued with its cursor on its first block in scan order.
+INSERT INTO backfill_requests (workspace_id, subscription_id, chain_id, from_block, to_block,
+                               block_order, cursor, rescan, redeliver, labels)
+VALUES ($1, $2, $3, $4::bigint, $5::bigint, $6::text,
+        CASE WHEN $6::text = 'desc' THEN $5::bigint ELSE $4::bigint END, $7, $8, $9)
+RETURNING id, subscription_id, chain_id, status, from_block, to_block, block_order, cursor,
+          rescan, redeliver, labels, blocks_scanned, matches, new_matches, duplicate_matches,
+          credits_charged, cu_spent, windows, error, estimated_start_at, estimated_finish_at,
+          created_at, started_at, finished_at, updated_at,
+          NULL::bigint AS remaining_blocks;
+
+-- get_backfill(backfill_id, workspace_id) --
+-- One request of a workspace, with the blocks it still has to scan (null: not planned yet).
+SELECT id, subscription_id, chain_id, status, from_block, to_block, block_order, cursor,
+       rescan, redeliver, labels, blocks_scanned, matches, new_matches, duplicate_matches,
+       credits_charged, cu_spent, windows, error, estimated_start_at, estimated_finish_at,
+       created_at, started_at, finished_at, updated_at,
+       (SELECT sum(upper(x) - lower(x)) FROM unnest(remaining) AS x)::bigint
+           AS remaining_blocks
+FROM backfill_requests
+WHERE id = $1 AND workspace_id = $2;
+
+-- list_backfills(subscription_id, workspace_id, status, after_created_at, after_id, limit) --
+-- A subscription's requests, newest first, optionally of one status, after a keyset cursor.
+SELECT id, subscription_id, chain_id, status, from_block, to_block, block_order, cursor,
+       rescan, redeliver, labels, blocks_scanned, matches, new_matches, duplicate_matches,
+       credits_charged, cu_spent, windows, error, estimated_start_at, estimated_finish_at,
+       created_at, started_at, finished_at, updated_at,
+       (SELECT sum(upper(x) - lower(x)) FROM unnest(remaining) AS x)::bigint
+           AS remaining_blocks
+FROM backfill_requests
+WHERE subscription_id = $1 AND workspace_id = $2
+  AND ($3::text IS NULL OR status = $3)
+  AND ($4::timestamptz IS NULL OR (created_at, id) < ($4::timestamptz, $5::uuid))
+ORDER BY created_at DESC, id DESC
+LIMIT $6;
+
+-- backfill_status(backfill_id, workspace_id) --
+-- The current status of a workspace's request (why a transition was refused).
+SELECT status FROM backfill_requests WHERE id = $1 AND workspace_id = $2;
+
+-- pause_backfill(backfill_id, workspace_id) --
+-- Owner pause: the cursor stays where it is; windows skip paused requests.
+UPDATE backfill_requests
+SET status = 'paused', updated_at = now()
+WHERE id = $1 AND workspace_id = $2 AND status IN ('queued', 'processing', 'paused_credits')
+RETURNING id;
+
+-- resume_backfill(backfill_id, workspace_id) --
+-- Owner resume: back to where it was before the pause.
+UPDATE backfill_requests
+SET status = CASE WHEN started_at IS NULL THEN 'queued' ELSE 'processing' END,
+    updated_at = now()
+WHERE id = $1 AND workspace_id = $2 AND status = 'paused'
+RETURNING id;
+
+-- cancel_backfill(backfill_id, workspace_id) --
+-- Owner cancel: terminal, so no cursor.
+UPDATE backfill_requests
+SET status = 'cancelled', cursor = NULL, finished_at = now(), updated_at = now()
+WHERE id = $1 AND workspace_id = $2
+  AND status IN ('queued', 'processing', 'paused_credits', 'paused')
+RETURNING id;
+
+-- retry_backfill(backfill_id, workspace_id) --
+-- Retry a failed request from the next block it still has to scan.
+UPDATE backfill_requests
+SET status = 'queued', error = NULL, finished_at = NULL, updated_at = now(),
+    cursor = CASE
+        WHEN remaining IS NULL OR isempty(remaining) THEN
+            CASE WHEN block_order = 'desc' THEN to_block ELSE from_block END
+        WHEN block_order = 'desc' THEN upper(remaining) - 1
+        ELSE lower(remaining) END
+WHERE id = $1 AND workspace_id = $2 AND status = 'failed'
+RETURNING id;
+
+-- runnable_queue(chain_id) --
+-- A chain's runnable requests in FIFO order with the blocks each still has to scan.
+SELECT r.id,
+       (SELECT coalesce(sum(upper(x) - lower(x)), 0)::bigint
+        FROM unnest(coalesce(r.remaining,
+                             int8multirange(int8range(r.from_block, r.to_block, '[]')))) AS x)
+           AS blocks
+FROM backfill_requests r
+WHERE r.chain_id = $1 AND r.status IN ('queued', 'processing')
+ORDER BY r.created_at, r.id;

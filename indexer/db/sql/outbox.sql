@@ -1,0 +1,34 @@
+-- Webhook deliveries written by a commit, and read or retried by their owner.
+-- Blocks: `-- name(parameters) --`, a description, the query (docs/architecture.md).
+
+-- insert_deliveries(subscription_ids, workspace_ids, backfill_request_ids, payloads, event_counts, first_blocks) --
+-- Outbox rows: one webhook POST each, sent by the delivery job.
+INSERT INTO webhook_deliveries (subscription_id, workspace_id, backfill_request_id, payload,
+                                event_count, first_block)
+SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::jsonb[], $5::integer[],
+                     $6::bigint[]);
+
+-- list_deliveries(subscription_id, workspace_id, status, before_seq, limit) --
+-- A subscription's webhook deliveries, newest first, optionally of one status.
+SELECT id, subscription_id, backfill_request_id, status, event_count, first_block, attempts,
+       next_attempt_at, last_attempt_at, last_status_code, last_error, delivered_at,
+       created_at, seq
+FROM webhook_deliveries
+WHERE subscription_id = $1 AND workspace_id = $2
+  AND ($3::text IS NULL OR status = $3)
+  AND ($4::bigint IS NULL OR seq < $4)
+ORDER BY seq DESC
+LIMIT $5;
+
+-- retry_delivery(delivery_id, workspace_id) --
+-- Send a dead delivery again from attempt one (the delivery job picks it up).
+UPDATE webhook_deliveries
+SET status = 'pending', attempts = 0, next_attempt_at = now(), leased_until = NULL
+WHERE id = $1 AND workspace_id = $2 AND status = 'dead'
+RETURNING id, subscription_id, backfill_request_id, status, event_count, first_block, attempts,
+          next_attempt_at, last_attempt_at, last_status_code, last_error, delivered_at,
+          created_at, seq;
+
+-- delivery_status(delivery_id, workspace_id) --
+-- The current status of a workspace's delivery (why a retry was refused).
+SELECT status FROM webhook_deliveries WHERE id = $1 AND workspace_id = $2;

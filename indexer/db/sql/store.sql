@@ -1,0 +1,141 @@
+-- One answered chunk in one transaction: staging, logs, matches, credits, cursors, coverage.
+-- Blocks: `-- name(parameters) --`, a description, the query (docs/architecture.md).
+
+-- create_window_logs_table --
+-- Per-connection staging table for COPY; emptied at each commit.
+CREATE TEMP TABLE IF NOT EXISTS window_logs (
+    chain_id bigint NOT NULL,
+    block_number bigint NOT NULL,
+    block_hash bytea NOT NULL,
+    log_index integer NOT NULL,
+    transaction_hash bytea NOT NULL,
+    transaction_index integer NOT NULL,
+    address bytea NOT NULL,
+    topics bytea[] NOT NULL,
+    data bytea NOT NULL
+) ON COMMIT DELETE ROWS;
+
+-- create_window_matches_table --
+-- Per-connection staging table of a commit's candidate matches, each with its log,
+-- filled by one COPY (text) and emptied at each commit.
+CREATE TEMP TABLE IF NOT EXISTS window_matches (
+    subscription_id uuid NOT NULL,
+    backfill_request_id uuid,
+    block_number bigint NOT NULL,
+    block_hash bytea NOT NULL,
+    log_index integer NOT NULL,
+    transaction_hash bytea NOT NULL,
+    transaction_index integer NOT NULL,
+    address bytea NOT NULL,
+    topics bytea[] NOT NULL,
+    data bytea NOT NULL
+) ON COMMIT DELETE ROWS;
+
+-- lock_served_requests(request_ids) --
+-- The requests a commit advances, locked; the commit skips any whose status or
+-- cursor changed since the window read them (owner pause/cancel, another leader).
+SELECT id, status, cursor
+FROM backfill_requests
+WHERE id = ANY($1::uuid[])
+ORDER BY id
+FOR UPDATE;
+
+-- lock_workspaces(workspace_ids) --
+-- Balances of the workspaces a commit charges, locked in id order (no deadlocks
+-- between leaders of different chains).
+SELECT id, credits FROM workspaces WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE;
+
+-- insert_staged_logs(chain_id) --
+-- Store the staged candidates' logs once (a log two subscriptions match is staged
+-- twice; ON CONFLICT keeps one).
+INSERT INTO logs (chain_id, block_number, block_hash, log_index, transaction_hash,
+                  transaction_index, address, topics, data)
+SELECT $1, block_number, block_hash, log_index, transaction_hash, transaction_index,
+       address, topics, data
+FROM window_matches
+ON CONFLICT (chain_id, block_hash, log_index) DO NOTHING;
+
+-- insert_staged_matches(chain_id, detailed_subscription_ids) --
+-- Store every staged match (the caller checked that the balances pay for all of
+-- them); per (subscription, request) the number that were new, and for the
+-- subscriptions in $2 which ones (block number, log index), for the outbox.
+WITH stored AS (
+    INSERT INTO matches (subscription_id, log_id, block_number, log_index, backfill_request_id)
+    SELECT s.subscription_id, l.id, s.block_number, s.log_index, s.backfill_request_id
+    FROM window_matches s
+    JOIN logs l ON l.chain_id = $1 AND l.block_hash = s.block_hash AND l.log_index = s.log_index
+    ON CONFLICT (subscription_id, log_id) DO NOTHING
+    RETURNING subscription_id, backfill_request_id, block_number, log_index
+)
+SELECT subscription_id, backfill_request_id, count(*)::integer AS new_matches,
+       array_agg(block_number) FILTER (WHERE subscription_id = ANY($2::uuid[])) AS block_numbers,
+       array_agg(log_index) FILTER (WHERE subscription_id = ANY($2::uuid[])) AS log_indexes
+FROM stored
+GROUP BY subscription_id, backfill_request_id;
+
+-- insert_window_logs --
+-- Store the staged logs once; ids of the ones that were new.
+INSERT INTO logs (chain_id, block_number, block_hash, log_index, transaction_hash,
+                  transaction_index, address, topics, data)
+SELECT chain_id, block_number, block_hash, log_index, transaction_hash,
+       transaction_index, address, topics, data
+FROM window_logs
+ON CONFLICT (chain_id, block_hash, log_index) DO NOTHING
+RETURNING id, block_hash, log_index;
+
+-- find_stored_logs(chain_id, block_hashes, log_indexes) --
+-- Ids of logs stored before (by the unique key, one index probe each).
+SELECT l.id, l.block_hash, l.log_index
+FROM unnest($2::bytea[], $3::integer[]) AS k (block_hash, log_index)
+JOIN logs l ON l.chain_id = $1 AND l.block_hash = k.block_hash AND l.log_index = k.log_index;
+
+-- existing_matches(subscription_ids, log_ids) --
+-- Which of these (subscription, log) pairs are stored already (never charged again).
+SELECT m.subscription_id, m.log_id
+FROM matches m
+JOIN unnest($1::uuid[], $2::bigint[]) AS c (subscription_id, log_id)
+  ON m.subscription_id = c.subscription_id AND m.log_id = c.log_id;
+
+-- insert_matches(subscription_ids, log_ids, block_numbers, log_indexes, backfill_request_ids) --
+-- Store paid matches; RETURNING reports only the ones that are new.
+INSERT INTO matches (subscription_id, log_id, block_number, log_index, backfill_request_id)
+SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::integer[], $5::uuid[])
+ON CONFLICT (subscription_id, log_id) DO NOTHING
+RETURNING subscription_id, log_id;
+
+-- charge_credits(workspace_id, credits) --
+-- Debit a workspace; the CHECK keeps the balance from going below zero.
+UPDATE workspaces SET credits = credits - $2 WHERE id = $1 RETURNING credits;
+
+-- advance_request(request_id, old_cursor, remaining, cursor, status, blocks_scanned, matches, new_matches, duplicate_matches, credits_charged, cu_spent) --
+-- Progress of one request after a commit, compare-and-set on the cursor it had.
+UPDATE backfill_requests
+SET remaining = $3,
+    cursor = $4,
+    status = $5,
+    blocks_scanned = blocks_scanned + $6,
+    matches = matches + $7,
+    new_matches = new_matches + $8,
+    duplicate_matches = duplicate_matches + $9,
+    credits_charged = credits_charged + $10,
+    cu_spent = cu_spent + $11,
+    started_at = coalesce(started_at, now()),
+    finished_at = CASE WHEN $5 IN ('completed', 'completed_noop') THEN now() END,
+    last_transient_error = NULL,
+    updated_at = now()
+WHERE id = $1 AND cursor IS NOT DISTINCT FROM $2
+RETURNING id;
+
+-- add_coverage(subscription_id, blocks) --
+-- Blocks now scanned for a subscription.
+INSERT INTO subscription_coverage (subscription_id, covered, updated_at)
+VALUES ($1, $2, now())
+ON CONFLICT (subscription_id) DO UPDATE
+SET covered = subscription_coverage.covered + EXCLUDED.covered, updated_at = now();
+
+-- pause_workspace_requests(workspace_ids, chain_id) --
+-- A workspace ran out of credits: its runnable requests on this chain wait for a top-up.
+UPDATE backfill_requests
+SET status = 'paused_credits', updated_at = now()
+WHERE workspace_id = ANY($1::uuid[]) AND chain_id = $2 AND status IN ('queued', 'processing')
+RETURNING id;

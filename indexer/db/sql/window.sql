@@ -1,0 +1,151 @@
+-- One window of one chain: the lease, heads, learned span, runnable requests, audit row, ETA.
+-- Blocks: `-- name(parameters) --`, a description, the query (docs/architecture.md).
+
+-- take_window_lease(chain_id, worker, lease_seconds, tick_seconds) --
+-- Become the chain's window leader: free lease, expired lease, or our own once a
+-- tick ($4 seconds) has passed since our last window started (a worker restarted
+-- under the same name takes over without waiting for its lease to run out, and a
+-- scheduler that fires early still gets one window per tick). The lease runs `$3`
+-- seconds and is renewed on each commit.
+INSERT INTO chain_state (chain_id, leader, lease_expires_at, window_started_at, updated_at)
+VALUES ($1, $2, now() + make_interval(secs => $3), now(), now())
+ON CONFLICT (chain_id) DO UPDATE
+SET leader = EXCLUDED.leader,
+    lease_expires_at = EXCLUDED.lease_expires_at,
+    window_started_at = now(),
+    updated_at = now()
+WHERE chain_state.leader IS NULL
+   OR (chain_state.leader = EXCLUDED.leader
+       AND (chain_state.window_started_at IS NULL
+            OR chain_state.window_started_at + make_interval(secs => $4) <= now()))
+   OR chain_state.lease_expires_at IS NULL
+   OR chain_state.lease_expires_at <= now()
+RETURNING window_started_at;
+
+-- renew_window_lease(chain_id, worker, lease_seconds) --
+-- Fencing for a commit: still the leader? Then hold the chain a while longer.
+UPDATE chain_state
+SET lease_expires_at = greatest(lease_expires_at, now() + make_interval(secs => $3))
+WHERE chain_id = $1 AND leader = $2
+RETURNING 1;
+
+-- end_window_lease(chain_id, worker, tick_seconds) --
+-- Keep the chain until a tick after the window started: one window per tick.
+UPDATE chain_state
+SET lease_expires_at = window_started_at + make_interval(secs => $3), updated_at = now()
+WHERE chain_id = $1 AND leader = $2;
+
+-- save_heads(chain_id, head, safe_head) --
+-- The head and safe head read at the start of a window.
+UPDATE chain_state
+SET head = $2, safe_head = $3, head_updated_at = now(), updated_at = now()
+WHERE chain_id = $1;
+
+-- load_learned_range(chain_id) --
+-- The eth_getLogs span learned for a chain in earlier windows (null if none yet).
+SELECT learned_block_range FROM chain_state WHERE chain_id = $1;
+
+-- save_learned_range(chain_id, span) --
+-- Remember the span learned for a chain, for the next window and other workers.
+INSERT INTO chain_state (chain_id, learned_block_range, updated_at)
+VALUES ($1, $2, now())
+ON CONFLICT (chain_id) DO UPDATE
+SET learned_block_range = EXCLUDED.learned_block_range, updated_at = now();
+
+-- close_abandoned_windows(chain_id) --
+-- Windows whose worker died mid-way (the lease had run out): close their audit rows.
+UPDATE windows
+SET finished_at = now(), error = coalesce(error, 'worker lost before the window finished')
+WHERE chain_id = $1 AND finished_at IS NULL;
+
+-- open_window(chain_id, worker, budget_cu) --
+-- The audit row of a window, filled in as it goes.
+INSERT INTO windows (chain_id, worker, budget_cu) VALUES ($1, $2, $3) RETURNING id;
+
+-- record_window(window_id, cu_spent, calls, errors, requests_served, new_matches, duplicate_matches, credits_charged, logs_fetched, head, safe_head, error, finished_at, duration_ms) --
+-- The window's figures so far (each commit and the end of the window).
+UPDATE windows
+SET cu_spent = $2, calls = $3, errors = $4, requests_served = $5, new_matches = $6,
+    duplicate_matches = $7, credits_charged = $8, logs_fetched = $9, head = $10,
+    safe_head = $11, error = $12, finished_at = $13, duration_ms = $14
+WHERE id = $1;
+
+-- pause_requests_without_credits(chain_id) --
+-- Requests of workspaces with no credits left wait without spending any CU.
+UPDATE backfill_requests r
+SET status = 'paused_credits', updated_at = now()
+FROM workspaces w
+WHERE w.id = r.workspace_id AND w.credits = 0
+  AND r.chain_id = $1 AND r.status IN ('queued', 'processing')
+RETURNING r.id;
+
+-- refresh_runnable_requests(chain_id) --
+-- Take the chain's runnable requests: subtract the coverage their subscription
+-- gained since (unless they rescan or redeliver: those scan covered blocks too),
+-- finish those with nothing left to scan, resume paused_credits ones whose
+-- workspace has credits again.
+WITH runnable AS (
+    SELECT r.id,
+           coalesce(r.remaining, int8multirange(int8range(r.from_block, r.to_block, '[]')))
+             - CASE WHEN r.rescan OR r.redeliver THEN '{}'::int8multirange
+                    ELSE coalesce(c.covered, '{}'::int8multirange) END AS remaining
+    FROM backfill_requests r
+    JOIN workspaces w ON w.id = r.workspace_id
+    LEFT JOIN subscription_coverage c ON c.subscription_id = r.subscription_id
+    WHERE r.chain_id = $1
+      AND (r.status IN ('queued', 'processing') OR (r.status = 'paused_credits' AND w.credits > 0))
+    FOR UPDATE OF r
+)
+UPDATE backfill_requests r
+SET remaining = runnable.remaining,
+    cursor = CASE WHEN isempty(runnable.remaining) THEN NULL
+                  WHEN r.block_order = 'desc' THEN upper(runnable.remaining) - 1
+                  ELSE lower(runnable.remaining) END,
+    status = CASE WHEN NOT isempty(runnable.remaining) THEN
+                      CASE WHEN r.status = 'paused_credits' THEN 'processing' ELSE r.status END
+                  WHEN r.blocks_scanned = 0 THEN 'completed_noop'
+                  ELSE 'completed' END,
+    finished_at = CASE WHEN isempty(runnable.remaining) THEN now() END,
+    updated_at = now()
+FROM runnable
+WHERE r.id = runnable.id
+RETURNING r.id, r.workspace_id, r.subscription_id, r.status, r.block_order, r.remaining,
+          r.redeliver, r.created_at;
+
+-- load_window_subscriptions(subscription_ids) --
+-- Filters, webhooks and workspace settings of the subscriptions a window serves.
+SELECT s.id, s.workspace_id, s.addresses, s.topics, s.event_abis,
+       (s.webhook_url IS NOT NULL AND s.webhook_disabled_at IS NULL AND w.backfill_webhooks)
+           AS sends_webhooks
+FROM subscriptions s
+JOIN workspaces w ON w.id = s.workspace_id
+WHERE s.id = ANY($1::uuid[]);
+
+-- record_transient_error(request_ids, error) --
+-- Provider trouble: the requests wait for the next window, with the error shown.
+UPDATE backfill_requests
+SET last_transient_error = $2, updated_at = now()
+WHERE id = ANY($1::uuid[]) AND status IN ('queued', 'processing');
+
+-- fail_requests(request_ids, error) --
+-- A non-retryable error: the requests stop with a message the owner can act on.
+UPDATE backfill_requests
+SET status = 'failed', error = $2, cursor = NULL, finished_at = now(), updated_at = now()
+WHERE id = ANY($1::uuid[]) AND status IN ('queued', 'processing', 'paused_credits')
+RETURNING id;
+
+-- count_request_window(request_ids) --
+-- Each request served in a window counts that window once.
+UPDATE backfill_requests SET windows = windows + 1 WHERE id = ANY($1::uuid[]);
+
+-- update_estimates(request_ids, start_ats, finish_ats) --
+-- ETA of queued and processing requests, from their place in the queue.
+UPDATE backfill_requests r
+SET estimated_start_at = CASE WHEN r.started_at IS NULL THEN e.start_at END,
+    estimated_finish_at = e.finish_at
+FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[]) AS e (id, start_at, finish_at)
+WHERE r.id = e.id AND r.status IN ('queued', 'processing');
+
+-- queue_depth(chain_id) --
+-- Requests per status on a chain (metrics).
+SELECT status, count(*) AS n FROM backfill_requests WHERE chain_id = $1 GROUP BY status;

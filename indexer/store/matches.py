@@ -1,0 +1,254 @@
+"""Storing a chunk's candidate matches: two ways, one bookkeeping.
+
+- Balances cover every candidate (the usual case): one COPY stages candidates
+  with their logs, straight from the provider's hex (`store.staging`), and two
+  set-based statements store the logs and the matches, returning how many were
+  new; exactly those are charged.
+- Some workspace cannot pay for all: the logs are stored first, the matches that
+  are new found, paid in scan order up to the balance (`credits.paid_cutoff`),
+  and only the paid ones stored; that workspace's requests stop at the first
+  unpaid block.
+
+Either way the result is the same `Tally` update (`settle`): per-request counts,
+the debit with its ledger line, and the outbox rows.
+"""
+
+from __future__ import annotations
+
+import io
+import uuid
+from collections import Counter, defaultdict
+from typing import NamedTuple
+
+import asyncpg
+
+from indexer.chain.errors import ProviderFault
+from indexer.db import queries
+from indexer.outbox.enqueue import Batch, enqueue
+from indexer.store import staging
+from indexer.store.chunk import CommitContext, StoredMatch, Tally
+from indexer.store.credits import debit, lock_balances, paid_cutoff
+
+
+class LogRow(NamedTuple):
+    """A log as the columns of `window_logs` (bytes, for the binary COPY)."""
+
+    chain_id: int
+    block_number: int
+    block_hash: bytes
+    log_index: int
+    transaction_hash: bytes
+    transaction_index: int
+    address: bytes
+    topics: list[bytes]
+    data: bytes
+
+
+LogKey = tuple[bytes, int]  # (block_hash, log_index): a log's identity on its chain
+
+
+async def store_matches(ctx: CommitContext, tally: Tally) -> None:
+    """Logs and paid matches, credits, ledger, outbox."""
+    plan = tally.plan
+    wanted = Counter(ctx.targets[c.subscription_id].workspace_id for c in plan.candidates)
+    balances = await lock_balances(ctx.conn, wanted)
+    if all(balances[w] >= n for w, n in wanted.items()):
+        paid, duplicates = await store_staged(ctx, tally)  # no cut-off to find
+    else:
+        paid, duplicates = await store_counted(ctx, tally, balances)
+    await settle(ctx, tally, paid, duplicates)
+
+
+async def settle(
+    ctx: CommitContext, tally: Tally, paid: list[StoredMatch], duplicates: list[StoredMatch]
+) -> None:
+    """What both write paths end with: counts, the debit, the outbox."""
+    tally.count(paid, duplicates)
+    chunk = tally.plan.chunk
+    note = f"chain {ctx.chain_id} blocks {chunk.from_block}-{chunk.to_block}"
+    await debit(ctx.conn, tally.charges, window_id=ctx.window_id, note=note)
+    await enqueue(
+        ctx.conn, ctx.chain_id, delivery_batches(ctx, tally, paid, duplicates), ctx.outbox
+    )
+
+
+def detailed(ctx: CommitContext, tally: Tally) -> set[uuid.UUID]:
+    """Subscriptions whose new matches are needed one by one, not just counted:
+    those with a webhook (outbox) or with several requests sharing the chunk."""
+    return {
+        subscription_id
+        for subscription_id, request_ids in tally.plan.requests_by_subscription.items()
+        if len(request_ids) > 1 or ctx.targets[subscription_id].sends_webhooks
+    }
+
+
+async def store_staged(
+    ctx: CommitContext, tally: Tally
+) -> tuple[list[StoredMatch], list[StoredMatch]]:
+    """Every candidate is affordable: logs and matches go in by COPY and two statements."""
+    plan, conn = tally.plan, ctx.conn
+    try:
+        await conn.copy_to_table(
+            "window_matches",
+            source=io.BytesIO(plan.staged()),
+            columns=staging.COLUMNS,
+            format="text",
+        )
+    except asyncpg.DataError as exc:
+        raise ProviderFault(
+            f"eth_getLogs for blocks {plan.chunk.from_block}-{plan.chunk.to_block} "
+            f"returned a log that is not hex: {exc}"
+        ) from exc
+    await queries.execute(conn, "insert_staged_logs", chain_id=ctx.chain_id)
+    one_by_one = detailed(ctx, tally)
+    rows = await queries.fetch(
+        conn,
+        "insert_staged_matches",
+        chain_id=ctx.chain_id,
+        detailed_subscription_ids=list(one_by_one),
+    )
+    new_keys: set[tuple[uuid.UUID, int, int]] = set()
+    new_of: Counter[uuid.UUID] = Counter()
+    for row in rows:
+        subscription_id, request_id = row["subscription_id"], row["backfill_request_id"]
+        new_of[subscription_id] += row["new_matches"]
+        tally.charge(ctx.targets[subscription_id].workspace_id, row["new_matches"], request_id)
+        if subscription_id in one_by_one:
+            keys = zip(row["block_numbers"], row["log_indexes"], strict=True)
+            new_keys.update((subscription_id, block, index) for block, index in keys)
+        elif request_id is not None:
+            tally.new[request_id] += row["new_matches"]
+    found_of = Counter(
+        c.subscription_id for c in plan.candidates if c.subscription_id not in one_by_one
+    )
+    for subscription_id, found in found_of.items():
+        (request_id,) = plan.requests_by_subscription[subscription_id]
+        tally.found[request_id] += found
+        tally.duplicates[request_id] += found - new_of[subscription_id]
+    paid: list[StoredMatch] = []
+    duplicates: list[StoredMatch] = []
+    for subscription_id, entry in plan.candidates:
+        if subscription_id in one_by_one:
+            is_new = (subscription_id, entry.block_number, entry.log_index) in new_keys
+            (paid if is_new else duplicates).append(StoredMatch(subscription_id, 0, entry))
+    # Counted already, per request, in the loops above (only their totals were needed).
+    return paid, duplicates
+
+
+_LOG_COLUMNS = LogRow._fields
+
+
+async def store_counted(
+    ctx: CommitContext, tally: Tally, balances: dict[uuid.UUID, int]
+) -> tuple[list[StoredMatch], list[StoredMatch]]:
+    """Some workspace cannot pay for every candidate: find which matches are new
+    first, pay them in scan order up to the balance, then store the paid ones."""
+    conn = ctx.conn
+    rows: dict[tuple[str, int], LogRow] = {}
+    for _, entry in tally.plan.candidates:
+        key = (entry.block_hash, entry.log_index)
+        if key not in rows:
+            rows[key] = LogRow(ctx.chain_id, *entry.row_values())
+    await conn.copy_records_to_table("window_logs", records=rows.values(), columns=_LOG_COLUMNS)
+    log_ids: dict[LogKey, int] = {
+        (row["block_hash"], row["log_index"]): row["id"]
+        for row in await queries.fetch(conn, "insert_window_logs")
+    }
+    fresh = set(log_ids.values())  # logs new to the table: no match of them can exist
+    if len(log_ids) < len(rows):
+        stored = [r for r in rows.values() if (r.block_hash, r.log_index) not in log_ids]
+        found = await queries.fetch(
+            conn,
+            "find_stored_logs",
+            chain_id=ctx.chain_id,
+            block_hashes=[r.block_hash for r in stored],
+            log_indexes=[r.log_index for r in stored],
+        )
+        log_ids.update({(row["block_hash"], row["log_index"]): row["id"] for row in found})
+    matches = []
+    for subscription_id, entry in tally.plan.candidates:
+        row = rows[(entry.block_hash, entry.log_index)]
+        matches.append(
+            StoredMatch(subscription_id, log_ids[(row.block_hash, row.log_index)], entry)
+        )
+    maybe_stored = [m for m in matches if m.log_id not in fresh]
+    existing: set[tuple[uuid.UUID, int]] = set()
+    if maybe_stored:
+        found = await queries.fetch(
+            conn,
+            "existing_matches",
+            subscription_ids=[m.subscription_id for m in maybe_stored],
+            log_ids=[m.log_id for m in maybe_stored],
+        )
+        existing = {(row["subscription_id"], row["log_id"]) for row in found}
+    new = [m for m in matches if (m.subscription_id, m.log_id) not in existing]
+    duplicates = [m for m in matches if (m.subscription_id, m.log_id) in existing]
+    return await pay(ctx, tally, new, balances), duplicates
+
+
+async def pay(
+    ctx: CommitContext, tally: Tally, new: list[StoredMatch], balances: dict[uuid.UUID, int]
+) -> list[StoredMatch]:
+    """Pay new matches in scan order up to each workspace's balance; store the paid."""
+    plan = tally.plan
+    by_workspace: dict[uuid.UUID, list[StoredMatch]] = defaultdict(list)
+    for match in new:
+        by_workspace[ctx.targets[match.subscription_id].workspace_id].append(match)
+    paid: list[StoredMatch] = []
+    for workspace_id, matches in by_workspace.items():
+        keys = [(m.log.block_number, m.log.log_index) for m in matches]
+        count, cut = paid_cutoff(keys, balances[workspace_id])
+        paid.extend(matches[:count])
+        if cut is not None:
+            tally.cut_workspace(ctx.requests, workspace_id, cut)
+    if not paid:
+        return []
+    owners = [plan.owner(m.subscription_id, m.log.block_number) for m in paid]
+    inserted = await queries.fetch(
+        ctx.conn,
+        "insert_matches",
+        subscription_ids=[m.subscription_id for m in paid],
+        log_ids=[m.log_id for m in paid],
+        block_numbers=[m.log.block_number for m in paid],
+        log_indexes=[m.log.log_index for m in paid],
+        backfill_request_ids=owners,
+    )
+    stored = {(row["subscription_id"], row["log_id"]) for row in inserted}
+    kept = []
+    for match, owner in zip(paid, owners, strict=True):
+        if (match.subscription_id, match.log_id) in stored:
+            tally.charge(ctx.targets[match.subscription_id].workspace_id, 1, owner)
+            kept.append(match)
+    return kept
+
+
+def delivery_batches(
+    ctx: CommitContext, tally: Tally, paid: list[StoredMatch], duplicates: list[StoredMatch]
+) -> list[Batch]:
+    """Outbox batches for webhook-enabled subscriptions: their new matches under the
+    request that owns each, and stored matches a redeliver request asked for again."""
+    logs: dict[tuple[uuid.UUID, uuid.UUID | None], list[StoredMatch]] = defaultdict(list)
+    for match in paid:
+        if ctx.targets[match.subscription_id].sends_webhooks:
+            owner = tally.plan.owner(match.subscription_id, match.log.block_number)
+            logs[(match.subscription_id, owner)].append(match)
+    for match in duplicates:
+        if not ctx.targets[match.subscription_id].sends_webhooks:
+            continue
+        asked = tally.requests_of(match.subscription_id, match.log.block_number, paid=False)
+        redelivering = [r for r in asked if r in ctx.redeliver]
+        if redelivering:
+            logs[(match.subscription_id, redelivering[0])].append(match)
+    batches = []
+    for (subscription_id, request_id), matches in logs.items():
+        target = ctx.targets[subscription_id]
+        batches.append(
+            Batch(
+                subscription_id,
+                target.workspace_id,
+                request_id,
+                target.decoder,
+                [m.log for m in matches],
+            )
+        )
+    return batches

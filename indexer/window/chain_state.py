@@ -1,0 +1,68 @@
+"""What logfill keeps about each chain between windows (`chain_state`): the window
+lease, the heads last read, and the eth_getLogs span learned.
+
+The lease makes one worker the chain's leader for one tick: taken at the start
+of a window, renewed (and checked: the fence) by every commit, and held until a
+tick after the window started when it ends. See docs/architecture.md, "One
+window per tick".
+"""
+
+from __future__ import annotations
+
+from indexer.chain.client import Heads
+from indexer.chain.span import AdaptiveRange
+from indexer.db import queries
+from indexer.db.pool import Connection
+from indexer.settings import ChainSettings
+from indexer.store.commit import LeaseLost
+
+
+async def take_lease(conn: Connection, chain_id: int, worker: str, chain: ChainSettings) -> bool:
+    """Become the chain's window leader for this tick, if no one else is."""
+    started = await queries.fetchval(
+        conn,
+        "take_window_lease",
+        chain_id=chain_id,
+        worker=worker,
+        lease_seconds=chain.lease_seconds,
+        tick_seconds=chain.tick_seconds,
+    )
+    return started is not None
+
+
+async def renew_lease(conn: Connection, chain_id: int, worker: str, chain: ChainSettings) -> None:
+    """The fence of every commit: still the leader? Then hold the chain a while longer."""
+    renewed = await queries.fetchval(
+        conn,
+        "renew_window_lease",
+        chain_id=chain_id,
+        worker=worker,
+        lease_seconds=chain.lease_seconds,
+    )
+    if renewed is None:
+        raise LeaseLost(f"chain {chain_id}: another worker took the window lease")
+
+
+async def end_lease(conn: Connection, chain_id: int, worker: str, chain: ChainSettings) -> None:
+    """Keep the chain until a tick after the window started: one window per tick."""
+    await queries.execute(
+        conn, "end_window_lease", chain_id=chain_id, worker=worker, tick_seconds=chain.tick_seconds
+    )
+
+
+async def save_heads(conn: Connection, chain_id: int, heads: Heads) -> None:
+    await queries.execute(
+        conn, "save_heads", chain_id=chain_id, head=heads.head, safe_head=heads.safe_head
+    )
+
+
+async def load_adaptive_range(
+    conn: Connection, chain_id: int, chain: ChainSettings
+) -> AdaptiveRange:
+    """Start from the span learned earlier, capped by today's configured maximum."""
+    learned: int | None = await queries.fetchval(conn, "load_learned_range", chain_id=chain_id)
+    return AdaptiveRange(max_span=chain.max_block_range, span=learned or 0)
+
+
+async def save_learned_range(conn: Connection, chain_id: int, ranges: AdaptiveRange) -> None:
+    await queries.execute(conn, "save_learned_range", chain_id=chain_id, span=ranges.span)

@@ -1,0 +1,416 @@
+"""One backfill window for one chain: docs/architecture.md's "One window", step by step.
+
+take the lease -> read heads -> refresh the runnable requests -> plan slices
+(fair share, batching) -> scan each slice with merged filters -> commit each
+answered chunk in ONE transaction (logs, matches, credits, outbox, cursors,
+coverage) -> record the window. No RPC call happens while a transaction is open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import structlog
+
+from indexer import intervals
+from indexer.chain.budget import BudgetExhausted, WindowBudget
+from indexer.chain.client import RpcClient
+from indexer.chain.errors import FatalRpcError, RpcError
+from indexer.chain.filters import LogFilter, Matcher, merge_filters
+from indexer.chain.scanner import LogChunk, LogScanner
+from indexer.db import queries
+from indexer.db.pool import Connection
+from indexer.domain import RUNNABLE
+from indexer.outbox.bodies import EventDecoder
+from indexer.outbox.enqueue import OutboxLimits
+from indexer.settings import ChainSettings, Settings
+from indexer.store.chunk import ChunkPlan, CommitContext, Target, plan_chunk
+from indexer.store.commit import CommitResult, LeaseLost, commit_chunk, create_staging_tables
+from indexer.window import metrics
+from indexer.window.chain_state import (
+    end_lease,
+    load_adaptive_range,
+    renew_lease,
+    save_heads,
+    save_learned_range,
+    take_lease,
+)
+from indexer.window.eta import QueuedWork, estimate_queue
+from indexer.window.plan import FairShare, RequestState, Slice, plan_slice
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class WindowStats:
+    errors: int = 0
+    served: set[uuid.UUID] = field(default_factory=set)
+    new_matches: int = 0
+    duplicate_matches: int = 0
+    credits_charged: int = 0
+    logs_fetched: int = 0
+    error: str | None = None
+    head: int | None = None
+    safe_head: int | None = None
+
+
+@dataclass
+class WindowReport:
+    window_id: int
+    chain_id: int
+    cu_spent: int
+    budget_cu: int
+    calls: int
+    stats: WindowStats
+    duration_s: float
+
+
+def subscription_filter(addresses: Sequence[bytes], topics: Sequence[Any]) -> LogFilter:
+    """A stored subscription's filter: topics positions are null, a hex string or a list."""
+    positions = [
+        None if options is None else ([options] if isinstance(options, str) else options)
+        for options in topics
+    ]
+    return LogFilter.build(addresses, positions)
+
+
+async def run_window(
+    pool: asyncpg.Pool, settings: Settings, chain_id: int, worker: str
+) -> WindowReport | None:
+    """Run this chain's window if this worker gets the lease; None if another has it."""
+    chain = settings.chains[chain_id]
+    async with pool.acquire() as conn:
+        if not await take_lease(conn, chain_id, worker, chain):
+            return None
+        await queries.execute(conn, "close_abandoned_windows", chain_id=chain_id)
+        window_id: int = await queries.fetchval(
+            conn, "open_window", chain_id=chain_id, worker=worker, budget_cu=chain.window_budget_cu
+        )
+        window = Window(conn, settings, chain_id, chain, worker, window_id)
+        began = time.monotonic()
+        try:
+            async with RpcClient.open(chain) as client:
+                await window.run(client)
+        except LeaseLost as exc:
+            window.stats.error = str(exc)
+        except Exception as exc:  # recorded here, logged by the caller (worker.window_job)
+            window.stats.error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            duration = time.monotonic() - began
+            await window.record(finished=True, duration_s=duration)
+            await end_lease(conn, chain_id, worker, chain)
+            report = window.report(duration)
+            _observe(report)
+    return report
+
+
+def _observe(report: WindowReport) -> None:
+    chain = str(report.chain_id)
+    stats = report.stats
+    metrics.CU_SPENT.labels(chain).inc(report.cu_spent)
+    metrics.RPC_CALLS.labels(chain).inc(report.calls)
+    metrics.WINDOWS.labels(chain, "error" if stats.error else "ok").inc()
+    metrics.MATCHES.labels(chain, "new").inc(stats.new_matches)
+    metrics.MATCHES.labels(chain, "duplicate").inc(stats.duplicate_matches)
+    metrics.CREDITS_CHARGED.labels(chain).inc(stats.credits_charged)
+    metrics.BUDGET_UTILISATION.labels(chain).set(report.cu_spent / max(1, report.budget_cu))
+    metrics.WINDOW_DURATION.labels(chain).observe(report.duration_s)
+    log.info(
+        "window_finished",
+        chain_id=report.chain_id,
+        window_id=report.window_id,
+        budget_cu=report.budget_cu,
+        cu_spent=report.cu_spent,
+        calls=report.calls,
+        errors=stats.errors,
+        requests_served=len(stats.served),
+        new_matches=stats.new_matches,
+        duplicate_matches=stats.duplicate_matches,
+        credits_charged=stats.credits_charged,
+        logs_fetched=stats.logs_fetched,
+        head=stats.head,
+        safe_head=stats.safe_head,
+        error=stats.error,
+        duration_ms=round(report.duration_s * 1000),
+    )
+
+
+class Window:
+    def __init__(
+        self,
+        conn: Connection,
+        settings: Settings,
+        chain_id: int,
+        chain: ChainSettings,
+        worker: str,
+        window_id: int,
+    ) -> None:
+        self.conn = conn
+        self.settings = settings
+        self.chain_id = chain_id
+        self.chain = chain
+        self.worker = worker
+        self.window_id = window_id
+        self.budget = WindowBudget(chain.window_budget_cu)
+        self.stats = WindowStats()
+        self.requests: dict[uuid.UUID, RequestState] = {}
+        self.redeliver: set[uuid.UUID] = set()
+        self.targets: dict[uuid.UUID, Target] = {}
+        self._cu_mark = 0
+        self.span = chain.max_block_range
+        self.context = CommitContext(
+            conn=conn,
+            chain_id=chain_id,
+            window_id=window_id,
+            requests=self.requests,
+            targets=self.targets,
+            redeliver=self.redeliver,
+            outbox=OutboxLimits.from_settings(settings),
+            take_cu=self.take_cu,
+        )
+
+    # -- the window -------------------------------------------------------------------
+
+    async def run(self, client: RpcClient) -> None:
+        try:
+            heads = await client.read_heads(self.budget)
+        except (RpcError, BudgetExhausted) as exc:
+            self.stats.errors += 1
+            self.stats.error = f"reading the head: {exc}"
+            return
+        self.stats.head, self.stats.safe_head = heads.head, heads.safe_head
+        await save_heads(self.conn, self.chain_id, heads)
+        await self.load_requests()
+        if heads.safe_head is not None and self.requests:
+            ranges = await load_adaptive_range(self.conn, self.chain_id, self.chain)
+            await self.scan(LogScanner(client, ranges), heads.safe_head)
+            await save_learned_range(self.conn, self.chain_id, ranges)
+            self.span = ranges.span
+        await queries.execute(
+            self.conn, "count_request_window", request_ids=list(self.stats.served)
+        )
+        await self.update_estimates()
+        await self.update_queue_depth()
+
+    async def load_requests(self) -> None:
+        await create_staging_tables(self.conn)
+        async with self.conn.transaction():
+            rows = await queries.fetch(
+                self.conn, "refresh_runnable_requests", chain_id=self.chain_id
+            )
+            unpaid = await queries.fetch(
+                self.conn, "pause_requests_without_credits", chain_id=self.chain_id
+            )
+        paused = {row["id"] for row in unpaid}
+        for row in rows:
+            if row["status"] not in RUNNABLE or row["id"] in paused:
+                continue  # finished (coverage holds it all), or no credits to pay with
+            self.requests[row["id"]] = RequestState(
+                id=row["id"],
+                workspace_id=row["workspace_id"],
+                subscription_id=row["subscription_id"],
+                order=row["block_order"],
+                remaining=intervals.from_ranges(row["remaining"]),
+                queued_at=row["created_at"],
+            )
+            if row["redeliver"]:
+                self.redeliver.add(row["id"])
+        subscription_ids = list({r.subscription_id for r in self.requests.values()})
+        for row in await queries.fetch(
+            self.conn, "load_window_subscriptions", subscription_ids=subscription_ids
+        ):
+            self.targets[row["id"]] = Target(
+                id=row["id"],
+                workspace_id=row["workspace_id"],
+                filter=subscription_filter(row["addresses"], row["topics"]),
+                sends_webhooks=row["sends_webhooks"],
+                decoder=EventDecoder(row["event_abis"]),
+            )
+
+    async def scan(self, scanner: LogScanner, safe_head: int) -> None:
+        share = FairShare()
+        while True:
+            quantum = scanner.ranges.span * self.chain.max_calls_in_flight
+            active = list(self.requests.values())
+            planned = plan_slice(active, safe_head=safe_head, share=share, quantum_blocks=quantum)
+            if planned is None:
+                return
+            spent_before = self.budget.spent_cu
+            workspaces = {self.requests[r].workspace_id for r in planned.served}
+            try:
+                await self.scan_slice(scanner, planned)
+            except BudgetExhausted:
+                return
+            except FatalRpcError as exc:
+                self.stats.errors += 1
+                await self.fail(planned.served, str(exc))
+            except RpcError as exc:
+                self.stats.errors += 1
+                await self.defer(planned.served, str(exc))
+            finally:
+                share.charge(workspaces, self.budget.spent_cu - spent_before)
+
+    async def scan_slice(self, scanner: LogScanner, planned: Slice) -> None:
+        served_subscriptions = {self.requests[r].subscription_id for r in planned.served}
+        filters = {s: self.targets[s].filter for s in served_subscriptions}
+        calls = merge_filters(filters.values(), max_addresses=self.chain.max_addresses_per_call)
+        matcher = Matcher(filters)
+        chunks = scanner.scan(calls, planned.low, planned.high, self.budget, order=planned.order)
+        # Chunk N+1 is matched and staged while PostgreSQL commits chunk N (commits
+        # stay one at a time, in scan order, on the window's connection).
+        committing: asyncio.Task[None] | None = None
+        async with aclosing(chunks):
+            try:
+                async for chunk in chunks:
+                    self.stats.logs_fetched += len(chunk.logs)
+                    plan = self.prepare(chunk, planned, matcher)
+                    if committing is not None:
+                        await committing
+                        committing = None
+                    if not any(r in self.requests for r in planned.served):
+                        return  # everyone this slice served paused, finished or was cancelled
+                    if plan is not None:
+                        committing = asyncio.create_task(self.commit(plan, matcher))
+            finally:
+                if committing is not None:
+                    await committing  # the chunk was answered: its commit still counts
+
+    def prepare(
+        self, chunk: LogChunk, planned: Slice, matcher: Matcher[uuid.UUID]
+    ) -> ChunkPlan | None:
+        """The chunk's commit, worked out before its transaction opens."""
+        parts = {
+            request_id: part
+            for request_id, blocks in planned.served.items()
+            if request_id in self.requests
+            and (part := intervals.intersect(blocks, chunk.from_block, chunk.to_block))
+        }
+        if not parts:
+            return None
+        plan = plan_chunk(self.context, chunk, planned.order, parts, matcher)
+        plan.staged()
+        return plan
+
+    # -- one commit ---------------------------------------------------------------------
+
+    async def commit(self, plan: ChunkPlan, matcher: Matcher[uuid.UUID]) -> None:
+        """Store, charge, enqueue and advance for one answered chunk, in one transaction."""
+        if not any(r in self.requests for r in plan.parts):
+            return  # the previous commit paused or finished every request it served
+        async with self.conn.transaction():
+            await renew_lease(self.conn, self.chain_id, self.worker, self.chain)
+            result = await commit_chunk(self.context, plan, matcher)
+            self.fold(result)
+            await self.record(finished=False)
+        self.after_commit(result)
+
+    def fold(self, result: CommitResult) -> None:
+        """The commit's figures join the window's."""
+        self.stats.new_matches += result.new_matches
+        self.stats.credits_charged += result.new_matches
+        self.stats.duplicate_matches += result.duplicate_matches
+        self.stats.served |= result.served
+
+    def after_commit(self, result: CommitResult) -> None:
+        """The transaction is committed: the window's view follows it."""
+        for request_id in result.dropped:
+            self.requests.pop(request_id, None)
+        for request_id, done in result.done.items():
+            request = self.requests[request_id]
+            request.remaining = intervals.subtract_all(request.remaining, done)
+            request.cursor = intervals.cursor_of(request.remaining, request.order)
+        for request_id in list(self.requests):
+            request = self.requests[request_id]
+            if request_id in result.completed or request.workspace_id in result.paused_workspaces:
+                del self.requests[request_id]
+
+    # -- failures ---------------------------------------------------------------------
+
+    async def fail(self, served: Iterable[uuid.UUID], error: str) -> None:
+        ids = [r for r in served if r in self.requests]
+        await queries.execute(self.conn, "fail_requests", request_ids=ids, error=error)
+        for request_id in ids:
+            self.requests.pop(request_id)
+        log.warning("backfill_failed", chain_id=self.chain_id, requests=len(ids), error=error)
+
+    async def defer(self, served: Iterable[uuid.UUID], error: str) -> None:
+        """Transient trouble: these requests wait for the next window."""
+        ids = [r for r in served if r in self.requests]
+        await queries.execute(self.conn, "record_transient_error", request_ids=ids, error=error)
+        for request_id in ids:
+            self.requests.pop(request_id)
+        log.warning("backfill_deferred", chain_id=self.chain_id, requests=len(ids), error=error)
+
+    # -- bookkeeping ------------------------------------------------------------------
+
+    def take_cu(self) -> int:
+        """CU spent since the previous commit (attributed to that commit's requests)."""
+        spent, self._cu_mark = self.budget.spent_cu - self._cu_mark, self.budget.spent_cu
+        return spent
+
+    async def record(self, *, finished: bool, duration_s: float | None = None) -> None:
+        stats = self.stats
+        await queries.execute(
+            self.conn,
+            "record_window",
+            window_id=self.window_id,
+            cu_spent=self.budget.spent_cu,
+            calls=self.budget.attempts,
+            errors=stats.errors,
+            requests_served=len(stats.served),
+            new_matches=stats.new_matches,
+            duplicate_matches=stats.duplicate_matches,
+            credits_charged=stats.credits_charged,
+            logs_fetched=stats.logs_fetched,
+            head=stats.head,
+            safe_head=stats.safe_head,
+            error=stats.error,
+            finished_at=datetime.now(UTC) if finished else None,
+            duration_ms=round(duration_s * 1000) if duration_s is not None else None,
+        )
+
+    def report(self, duration_s: float) -> WindowReport:
+        return WindowReport(
+            self.window_id,
+            self.chain_id,
+            self.budget.spent_cu,
+            self.budget.limit_cu,
+            self.budget.attempts,
+            self.stats,
+            duration_s,
+        )
+
+    async def update_estimates(self) -> None:
+        """ETA of the chain's queue, FIFO, from the CU its remaining blocks need."""
+        rows = await queries.fetch(self.conn, "runnable_queue", chain_id=self.chain_id)
+        queue = [QueuedWork(row["id"], row["blocks"]) for row in rows]
+        estimates = estimate_queue(
+            queue,
+            now=datetime.now(UTC),
+            span=self.span,
+            call_cu=self.chain.cu_cost("eth_getLogs"),
+            window_cu=self.chain.window_budget_cu,
+            head_cu=self.chain.head_read_cu(),
+            tick_seconds=self.chain.tick_seconds,
+        )
+        await queries.execute(
+            self.conn,
+            "update_estimates",
+            request_ids=list(estimates),
+            start_ats=[e.start_at for e in estimates.values()],
+            finish_ats=[e.finish_at for e in estimates.values()],
+        )
+
+    async def update_queue_depth(self) -> None:
+        chain = str(self.chain_id)
+        for row in await queries.fetch(self.conn, "queue_depth", chain_id=self.chain_id):
+            metrics.QUEUE_DEPTH.labels(chain, row["status"]).set(row["n"])

@@ -1,0 +1,1 @@
+"""Tests on a real PostgreSQL (a migrated clone per test), everything else in-process."""

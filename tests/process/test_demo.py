@@ -1,0 +1,145 @@
+"""The demo's story, short: real anvil, real PostgreSQL, real receiver, `logfill run`.
+
+Each step of `make demo` is asserted: the repeated POST is deduplicated, the
+request completes, every transfer on chain is stored and delivered to a
+receiver that verified every signature, the summary's figures add up, and
+nothing the demo started is left running, after success and after Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from demo.run import DemoOptions, run_demo
+from demo.service import WINDOW_BUDGET_CU
+from demo.story import Summary, check_summary
+from tests.support.processes import LOGFILL_BIN, all_gone, descendants
+
+BLOCKS = 300
+
+
+def test_the_demo_story_end_to_end(database_url: str) -> None:
+    before = descendants(os.getpid())
+    output = io.StringIO()
+    result = run_demo(
+        DemoOptions(blocks=BLOCKS, database_url=database_url),
+        Console(file=output, width=200, soft_wrap=True),
+    )
+    summary, text = result.summary, output.getvalue()
+
+    assert summary.replay_id == summary.backfill_id and summary.replayed
+    assert "Idempotent-Replayed: true" in text
+    assert summary.status == "completed"
+    assert summary.blocks >= BLOCKS
+    assert summary.transfers_on_chain > BLOCKS // 10  # every active block pays someone
+    assert summary.matches_stored == summary.new_matches == summary.transfers_on_chain
+    assert summary.credits_charged == summary.new_matches
+    assert summary.credits_before - summary.credits_after == summary.credits_charged
+    assert summary.webhook_deliveries == summary.webhook_verified > 0
+    assert summary.webhook_rejected == 0
+    assert summary.webhook_events == summary.new_matches
+    assert 2 <= summary.windows and summary.cu_spent <= summary.windows * WINDOW_BUDGET_CU
+    assert summary.cu_spent == summary.cu_estimated
+    assert result.problems == []
+    assert "Summary" in text and f"{summary.matches_stored:,}" in text
+    assert "completed" in text and "100%" in text  # the progress bar ended full
+
+    assert all_gone(result.child_pids)
+    assert descendants(os.getpid()) <= before
+
+
+def test_the_summary_check_names_what_went_wrong() -> None:
+    good = Summary(
+        subscription_id="s",
+        backfill_id="b",
+        replay_id="b",
+        replayed=True,
+        status="completed",
+        blocks=10,
+        transfers_on_chain=5,
+        matches_stored=5,
+        new_matches=5,
+        credits_charged=5,
+        credits_before=100,
+        credits_after=95,
+        cu_spent=70,
+        cu_estimated=70,
+        windows=2,
+        webhook_deliveries=1,
+        webhook_verified=1,
+        webhook_rejected=0,
+        webhook_events=5,
+        seconds=1.0,
+    )
+    assert check_summary(good) == []
+    assert check_summary(replace(good, matches_stored=4)) == [
+        "4 matches stored, 5 transfers on chain"
+    ]
+    assert check_summary(replace(good, webhook_rejected=1, webhook_verified=0)) == [
+        "5 webhook events verified of 5, 1 rejected"
+    ]
+    assert check_summary(replace(good, credits_after=90)) == [
+        "the balance did not go down by the credits charged"
+    ]
+
+
+def _env(database_url: str, tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOGFILL_")}
+    env.update(LOGFILL_DATABASE_URL=database_url, LOGFILL_DATA_DIR=str(tmp_path / "data"))
+    return env
+
+
+def test_logfill_demo_keep_stays_up_until_ctrl_c_then_stops_everything(
+    database_url: str, tmp_path: Path
+) -> None:
+    out = (tmp_path / "demo.out").open("w+")
+    proc = subprocess.Popen(
+        [LOGFILL_BIN, "demo", "--keep", "--blocks", "200"],
+        env=_env(database_url, tmp_path),
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while "The service is up" not in (tmp_path / "demo.out").read_text():
+            assert proc.poll() is None, (tmp_path / "demo.out").read_text()
+            assert time.monotonic() < deadline, "the demo did not come up"
+            time.sleep(0.2)
+        children = descendants(proc.pid)
+        assert len(children) >= 2  # anvil and logfill run
+        text = (tmp_path / "demo.out").read_text()
+        assert "Idempotent-Replayed: true" in text and "API key" in text
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0, (tmp_path / "demo.out").read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        out.close()
+    assert "Everything the demo started is stopped." in (tmp_path / "demo.out").read_text()
+    assert all_gone(children)
+
+
+@pytest.mark.parametrize("blocks", [0])
+def test_logfill_demo_refuses_a_useless_history(
+    database_url: str, tmp_path: Path, blocks: int
+) -> None:
+    result = subprocess.run(
+        [LOGFILL_BIN, "demo", "--blocks", str(blocks)],
+        env=_env(database_url, tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "--blocks" in result.stderr

@@ -1,0 +1,436 @@
+"""`logfill worker` processes on a real anvil and a real PostgreSQL: kill -9 and two leaders.
+
+DESIGN.md's invariants as an operator meets them: workers die at any moment (SIGKILL, no
+clean-up) and are restarted, and several workers share one database. The outcome must be
+what one uninterrupted worker produces, and each tick's window of a chain must run in
+exactly one process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import random
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from indexer.db.pool import connect
+from indexer.domain import TERMINAL
+from indexer.outbox.bodies import event_id
+from tests.support import anvil as chain
+from tests.support.anvil import AnvilNode
+from tests.support.database import throwaway_database
+from tests.support.factories import make_workspace
+from tests.support.processes import Workers
+from tests.support.window import (
+    create_backfill,
+    create_subscription,
+    keys_of,
+    run_until_settled,
+    stored_matches,
+    window_pool,
+    window_settings,
+)
+
+CHAIN_ID = 1
+TICK = 0.5  # seconds between a chain's windows
+LEASE = 2.0  # a dead leader blocks its chain this long at most
+WEBHOOK = "https://receiver.example/hook"
+CREDITS = 10_000
+
+
+# --------------------------------------------------------------------------- processes
+
+
+@pytest.fixture
+def workers(cli_env: dict[str, str], tmp_path: Path) -> Iterator[Workers]:
+    started = Workers(dict(cli_env, LOGFILL_WORKER_METRICS_PORT="0"), tmp_path)
+    try:
+        yield started
+    finally:
+        started.stop_all()
+
+
+def configure_chain(workers: Workers, rpc_url: str, **chain_config: Any) -> None:
+    config = {
+        "rpc_url": rpc_url,
+        "confirmations": 0,
+        "tick_seconds": TICK,
+        "lease_seconds": LEASE,
+        **chain_config,
+    }
+    workers.env["LOGFILL_CHAINS"] = json.dumps({str(CHAIN_ID): config})
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]],
+    *,
+    timeout: float,
+    what: str,
+    workers: Workers,
+    poll: float = 0.05,
+) -> None:
+    """Poll `check` until it holds; on timeout, fail with the workers' last output."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            tails = "\n".join(f"--- {w.name}\n{w.output()}" for w in workers.started[-2:])
+            raise AssertionError(f"{what}: not within {timeout} s\n{tails}")
+        await asyncio.sleep(poll)
+
+
+# --------------------------------------------------------------------------- scenario
+
+
+@dataclass(frozen=True)
+class Chain:
+    url: str
+    contracts: list[str]
+    low: int
+    high: int
+
+
+def fill_two_emitters(url: str, logs_each: int, *, segments: int) -> Chain:
+    """Two Emitters, `logs_each` logs each, 5 logs a block, in alternating runs of blocks."""
+    contracts = [chain.deploy_emitter(url) for _ in range(2)]
+    per_segment = logs_each // segments
+    low: int | None = None
+    for segment in range(segments):
+        for k, address in enumerate(contracts):
+            first, _ = chain.fill_logs(
+                url, address, per_segment, per_tx=5, seed=1000 * segment + 100 * k, txs_per_block=1
+            )
+            low = first if low is None else low
+    assert low is not None
+    return Chain(url, contracts, low, chain.block_number(url))
+
+
+@dataclass(frozen=True)
+class Backfill:
+    workspace: uuid.UUID
+    subscriptions: dict[str, uuid.UUID]  # contract address -> subscription
+    requests: dict[str, uuid.UUID]  # contract address -> its request over the whole range
+
+
+async def queue_backfill(conn: asyncpg.Connection, on: Chain) -> Backfill:
+    """One workspace; per contract a webhook subscription and one request over everything."""
+    workspace = await make_workspace(conn, credits=CREDITS)
+    subscriptions, requests = {}, {}
+    for address in on.contracts:
+        subscription = await create_subscription(
+            conn, workspace, chain_id=CHAIN_ID, addresses=[address], webhook_url=WEBHOOK
+        )
+        subscriptions[address] = subscription
+        requests[address] = await create_backfill(conn, subscription, on.low, on.high)
+    return Backfill(workspace, subscriptions, requests)
+
+
+async def all_terminal(conn: asyncpg.Connection, backfill: Backfill) -> bool:
+    statuses = await conn.fetch(
+        "SELECT status FROM backfill_requests WHERE id = ANY($1::uuid[])",
+        list(backfill.requests.values()),
+    )
+    return all(row["status"] in TERMINAL for row in statuses)
+
+
+async def outcome(conn: asyncpg.Connection, backfill: Backfill) -> dict[str, Any]:
+    """What a user can see of a finished backfill, keyed by contract (not by database ids)."""
+    per_contract: dict[str, Any] = {}
+    for address, subscription in backfill.subscriptions.items():
+        request = await conn.fetchrow(
+            """
+            SELECT status, cursor, matches, new_matches, duplicate_matches, credits_charged,
+                   blocks_scanned, error
+            FROM backfill_requests WHERE id = $1
+            """,
+            backfill.requests[address],
+        )
+        assert request is not None
+        delivered = await conn.fetch(
+            """
+            SELECT e->>'id' AS id
+            FROM webhook_deliveries d, jsonb_array_elements(d.payload->'events') e
+            WHERE d.subscription_id = $1
+            """,
+            subscription,
+        )
+        coverage = await conn.fetchval(
+            "SELECT covered::text FROM subscription_coverage WHERE subscription_id = $1",
+            subscription,
+        )
+        per_contract[address] = {
+            "matches": await stored_matches(conn, subscription),
+            "request": dict(request),
+            "delivered_event_ids": Counter(row["id"] for row in delivered),
+            "coverage": coverage,
+        }
+    ledger = await conn.fetchrow(
+        """
+        SELECT coalesce(sum(delta), 0) AS total, count(*) AS lines
+        FROM credit_ledger WHERE workspace_id = $1 AND reason = 'backfill_matches'
+        """,
+        backfill.workspace,
+    )
+    assert ledger is not None
+    return {
+        "contracts": per_contract,
+        "credits": await conn.fetchval(
+            "SELECT credits FROM workspaces WHERE id = $1", backfill.workspace
+        ),
+        "ledger_backfill_total": ledger["total"],
+        "logs_stored": await conn.fetchval("SELECT count(*) FROM logs"),
+        "matches_stored": await conn.fetchval("SELECT count(*) FROM matches"),
+        # The audit trail accounts for every match once, killed windows included.
+        "windows_new_matches": await conn.fetchval(
+            "SELECT coalesce(sum(new_matches), 0) FROM windows"
+        ),
+        "windows_credits_charged": await conn.fetchval(
+            "SELECT coalesce(sum(credits_charged), 0) FROM windows"
+        ),
+        "deliveries_events": await conn.fetchval(
+            "SELECT coalesce(sum(event_count), 0) FROM webhook_deliveries"
+        ),
+        "deliveries_payload_events": await conn.fetchval(
+            "SELECT coalesce(sum(jsonb_array_length(payload->'events')), 0) FROM webhook_deliveries"
+        ),
+    }
+
+
+@pytest.fixture
+def reference_database_url(server_url: str, template_database: str) -> Iterator[str]:
+    """A second fresh, migrated database: the uninterrupted run happens there."""
+    with throwaway_database(server_url, template=template_database) as url:
+        yield url
+
+
+# --------------------------------------------------------------------------- crash safety
+
+
+KILLS = 5
+CRASH_SEED = 20240611
+CRASH_CONFIG: dict[str, Any] = {
+    "max_block_range": 5,
+    "window_budget_cu": 400,
+    "max_calls_in_flight": 1,
+}
+
+
+async def test_kill_9_at_random_moments_then_a_restart_finishes_like_an_uninterrupted_run(
+    fresh_anvil: AnvilNode,
+    conn: asyncpg.Connection,
+    reference_database_url: str,
+    workers: Workers,
+) -> None:
+    on = fill_two_emitters(fresh_anvil.url, 1500, segments=3)  # 3000 logs over 600 blocks
+    backfill = await queue_backfill(conn, on)
+    configure_chain(workers, on.url, **CRASH_CONFIG)
+    rng = random.Random(CRASH_SEED)
+
+    async def matches_count() -> int:
+        count: int = await conn.fetchval("SELECT count(*) FROM matches")
+        return count
+
+    # A first worker dies before it commits anything: starting up, or waiting to lead.
+    doomed = workers.start()
+    await asyncio.sleep(rng.uniform(0.2, 1.2))
+    Workers.kill(doomed)
+
+    interrupted_windows = 0
+    for round_ in range(KILLS):
+        before = await matches_count()
+        worker = workers.start()
+
+        async def progressed(baseline: int = before) -> bool:
+            return await matches_count() > baseline
+
+        async def mid_window(name: str = worker.name) -> bool:
+            found: bool = await conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM windows"
+                " WHERE worker = $1 AND finished_at IS NULL AND new_matches > 0)",
+                name,
+            )
+            return found
+
+        # Let this incarnation commit something (the previous one's lease must run out
+        # first), then kill it: every other round in the middle of a window that has
+        # committed part of its work, the others at any moment of a tick.
+        await eventually(
+            progressed, timeout=LEASE + 20, what="a restarted worker commits", workers=workers
+        )
+        if round_ % 2 == 0:
+            await eventually(
+                mid_window,
+                timeout=5,
+                what="a window in progress",
+                workers=workers,
+                poll=0.005,
+            )
+            await asyncio.sleep(rng.uniform(0, 0.02))
+        else:
+            await asyncio.sleep(rng.uniform(0, 2 * TICK))
+        assert not await all_terminal(conn, backfill), "the backfill ended before the kills"
+        Workers.kill(worker)
+        interrupted_windows += await conn.fetchval(
+            "SELECT count(*) FROM windows WHERE worker = $1 AND finished_at IS NULL", worker.name
+        )
+    # The kills did cut windows short (a window killed mid-way never records its end).
+    assert interrupted_windows >= 1
+
+    last = workers.start()
+    await eventually(
+        lambda: all_terminal(conn, backfill),
+        timeout=60,
+        what="the last worker finishes the backfill",
+        workers=workers,
+    )
+    assert last.proc.poll() is None, last.output()
+    crashed = await outcome(conn, backfill)
+
+    # The same backfill on a database of its own, one worker, never interrupted.
+    reference_conn = await connect(reference_database_url)
+    try:
+        reference_backfill = await queue_backfill(reference_conn, on)
+        settings = window_settings(on.url, CHAIN_ID, lease_seconds=LEASE, **CRASH_CONFIG)
+        async with window_pool(reference_database_url) as pool:
+            await run_until_settled(
+                pool, settings, list(reference_backfill.requests.values()), chain_id=CHAIN_ID
+            )
+        reference = await outcome(reference_conn, reference_backfill)
+    finally:
+        await reference_conn.close()
+
+    assert crashed == reference
+
+    # And both are what a plain eth_getLogs says, charged and enqueued exactly once.
+    total = 0
+    for address, seen in crashed["contracts"].items():
+        expected = keys_of(chain.get_logs(on.url, on.low, on.high, address=address))
+        assert len(expected) == 1500
+        assert seen["matches"] == expected
+        assert seen["delivered_event_ids"] == Counter(
+            event_id(CHAIN_ID, block_hash, index) for block_hash, index in expected
+        )
+        request = seen["request"]
+        assert request["status"] == "completed" and request["cursor"] is None
+        assert request["new_matches"] == request["credits_charged"] == request["matches"]
+        assert request["matches"] == len(expected) and request["duplicate_matches"] == 0
+        assert request["blocks_scanned"] == on.high - on.low + 1
+        total += len(expected)
+    assert crashed["credits"] == CREDITS - total
+    assert crashed["ledger_backfill_total"] == -total
+    assert crashed["matches_stored"] == crashed["logs_stored"] == total
+    assert crashed["deliveries_events"] == crashed["deliveries_payload_events"] == total
+    assert crashed["windows_new_matches"] == crashed["windows_credits_charged"] == total
+
+
+# --------------------------------------------------------------------------- two workers
+
+
+@dataclass(frozen=True)
+class WindowRow:
+    id: int
+    worker: str
+    started_at: datetime
+    finished_at: datetime | None
+    new_matches: int
+    duplicate_matches: int
+
+
+async def windows_of_chain(conn: asyncpg.Connection) -> list[WindowRow]:
+    rows = await conn.fetch(
+        """
+        SELECT id, worker, started_at, finished_at, new_matches, duplicate_matches
+        FROM windows WHERE chain_id = $1 ORDER BY started_at, id
+        """,
+        CHAIN_ID,
+    )
+    return [WindowRow(**dict(row)) for row in rows]
+
+
+def assert_one_window_per_tick(windows: list[WindowRow]) -> None:
+    """Windows never overlap, and two window starts are (about) a tick apart at least."""
+    for before, after in itertools.pairwise(windows):
+        assert before.finished_at is not None, f"window {before.id} never finished"
+        assert after.started_at >= before.finished_at, (
+            f"window {after.id} ({after.worker}) started before window {before.id} "
+            f"({before.worker}) finished"
+        )
+        gap = (after.started_at - before.started_at).total_seconds()
+        assert gap >= 0.8 * TICK, (
+            f"windows {before.id} ({before.worker}) and {after.id} ({after.worker}) "
+            f"started {gap:.3f} s apart, less than a tick ({TICK} s)"
+        )
+
+
+async def test_two_workers_on_one_database_run_each_tick_window_in_exactly_one_process(
+    fresh_anvil: AnvilNode, conn: asyncpg.Connection, workers: Workers
+) -> None:
+    on = fill_two_emitters(fresh_anvil.url, 500, segments=1)  # 1000 logs over 200 blocks
+    backfill = await queue_backfill(conn, on)
+    # Two eth_getLogs calls of 5 blocks a window: the backfill outlasts the test.
+    configure_chain(workers, on.url, max_block_range=5, window_budget_cu=130)
+    first, second = workers.start(), workers.start()
+
+    await asyncio.sleep(6)
+    assert first.proc.poll() is None, first.output()
+    assert second.proc.poll() is None, second.output()
+    together = await windows_of_chain(conn)
+    assert len(together) >= 6 / TICK * 0.6, f"only {len(together)} windows in 6 s"
+    assert {w.worker for w in together} <= {first.name, second.name}
+    assert_one_window_per_tick([w for w in together if w.finished_at is not None])
+    assert not await all_terminal(conn, backfill)
+
+    # Kill whichever leads now: the other one takes the chain over once the lease runs out.
+    leader = await conn.fetchval("SELECT leader FROM chain_state WHERE chain_id = $1", CHAIN_ID)
+    dead, survivor = (first, second) if leader == first.name else (second, first)
+    assert leader == dead.name
+    Workers.kill(dead)
+    killed_at = await conn.fetchval("SELECT now()")
+
+    async def survivor_leads() -> bool:
+        started = await conn.fetchval(
+            "SELECT min(started_at) FROM windows WHERE worker = $1 AND started_at > $2",
+            survivor.name,
+            killed_at,
+        )
+        return started is not None
+
+    await eventually(
+        survivor_leads,
+        timeout=LEASE + TICK + 5,
+        what="the other worker takes over",
+        workers=workers,
+    )
+    took_over = await conn.fetchval(
+        "SELECT min(started_at) FROM windows WHERE worker = $1 AND started_at > $2",
+        survivor.name,
+        killed_at,
+    )
+    delay = (took_over - killed_at).total_seconds()
+    assert delay <= LEASE + TICK + 0.5, f"took {delay:.2f} s to take over"
+    await asyncio.sleep(2)
+
+    async with conn.transaction(isolation="repeatable_read", readonly=True):  # one snapshot
+        windows = await windows_of_chain(conn)
+        stored = await conn.fetchval("SELECT count(*) FROM matches")
+    assert {w.worker for w in windows} == {first.name, second.name}  # both could lead
+    dead_open = [w for w in windows if w.worker == dead.name and w.finished_at is None]
+    assert len(dead_open) <= 1  # the window the kill interrupted, if any
+    after_kill = [w for w in windows if w.started_at > killed_at]
+    assert after_kill and {w.worker for w in after_kill} == {survivor.name}
+    assert all(w.finished_at is not None for w in after_kill[:-1])
+    assert_one_window_per_tick([w for w in after_kill if w.finished_at is not None])
+
+    # No window ever scanned what another one had stored: nothing was found twice.
+    assert sum(w.duplicate_matches for w in windows) == 0
+    assert sum(w.new_matches for w in windows) == stored > 0

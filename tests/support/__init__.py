@@ -1,0 +1,1 @@
+"""What tests share: fixture modules (loaded by tests/conftest.py) and helpers to import."""
