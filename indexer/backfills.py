@@ -19,7 +19,7 @@ import asyncpg
 from indexer import intervals
 from indexer.db import queries
 from indexer.db.pool import Connection
-from indexer.domain import FINISHED, Order
+from indexer.domain import FINISHED, BackfillStatus, Order
 from indexer.errors import NotFound
 from indexer.pagination import decode_cursor, encode_cursor
 from indexer.refusals import Conflict, FieldError, InvalidFields, NotPermitted
@@ -227,7 +227,7 @@ async def list_backfills(
     workspace_id: uuid.UUID,
     subscription_id: uuid.UUID,
     *,
-    status: str | None,
+    status: BackfillStatus | None,
     limit: int,
     after: str | None,
 ) -> tuple[list[asyncpg.Record], str | None]:

@@ -12,6 +12,7 @@ import asyncpg
 
 from indexer.db import queries
 from indexer.db.pool import Connection
+from indexer.domain import DeliveryStatus
 from indexer.errors import NotFound
 from indexer.pagination import decode_cursor, encode_cursor
 from indexer.refusals import Conflict
@@ -23,7 +24,7 @@ async def list_deliveries(
     workspace_id: uuid.UUID,
     subscription_id: uuid.UUID,
     *,
-    status: str | None,
+    status: DeliveryStatus | None,
     limit: int,
     after: str | None,
 ) -> tuple[list[asyncpg.Record], str | None]:

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 
@@ -58,6 +58,15 @@ class Filter:
     topics: Topics
     events: list[str]
     event_abis: list[dict[str, Any]]
+
+    def columns(self) -> dict[str, Any]:
+        """The filter's columns, by the names the queries take."""
+        return {
+            "addresses": self.addresses,
+            "topics": self.topics,
+            "events": self.events,
+            "event_abis": self.event_abis,
+        }
 
 
 def not_found(subscription_id: uuid.UUID) -> NotFound:
@@ -125,10 +134,7 @@ async def create_subscription(
         workspace_id=workspace_id,
         chain_id=spec.chain_id,
         name=spec.name,
-        addresses=built.addresses,
-        topics=built.topics,
-        events=built.events,
-        event_abis=built.event_abis,
+        **built.columns(),
         webhook_url=spec.webhook_url,
         webhook_secret=secret,
         stored_events=True if spec.stored_events is None else spec.stored_events,
@@ -186,29 +192,36 @@ def _user_topics(row: asyncpg.Record) -> Topics:
     return topics
 
 
-def _webhook_columns(
-    row: asyncpg.Record, spec: SubscriptionSpec
-) -> tuple[str | None, str | None, str | None, datetime | None, datetime | None, str | None]:
-    """url, secret, previous secret, its expiry, disabled_at, disabled_reason after a patch.
+class WebhookColumns(NamedTuple):
+    """A subscription's webhook columns after a patch (the query's parameter names)."""
+
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    previous_webhook_secret: str | None = None
+    previous_secret_expires_at: datetime | None = None
+    webhook_disabled_at: datetime | None = None
+    webhook_disabled_reason: str | None = None
+
+
+def _webhook_columns(row: asyncpg.Record, spec: SubscriptionSpec) -> WebhookColumns:
+    """The webhook columns after a patch.
 
     A first URL gets a new secret; another URL keeps the secret; null clears
     both secrets. Setting the URL (even to the same value) re-enables a webhook
     the delivery job had disabled.
     """
-    kept_previous = (row["previous_webhook_secret"], row["previous_secret_expires_at"])
     if "webhook_url" not in spec.fields_set:
-        return (
-            row["webhook_url"],
-            row["webhook_secret"],
-            *kept_previous,
-            row["webhook_disabled_at"],
-            row["webhook_disabled_reason"],
-        )
+        return WebhookColumns(*(row[name] for name in WebhookColumns._fields))
     if spec.webhook_url is None:
-        return None, None, None, None, None, None
+        return WebhookColumns()
     if row["webhook_secret"] is None:
-        return spec.webhook_url, generate_webhook_secret(), None, None, None, None
-    return spec.webhook_url, row["webhook_secret"], *kept_previous, None, None
+        return WebhookColumns(spec.webhook_url, generate_webhook_secret())
+    return WebhookColumns(
+        spec.webhook_url,
+        row["webhook_secret"],
+        row["previous_webhook_secret"],
+        row["previous_secret_expires_at"],
+    )
 
 
 async def update_subscription(
@@ -233,25 +246,15 @@ async def update_subscription(
             else ["0x" + a.hex() for a in row["addresses"]]
         )
         built = build_filter(addresses, topics, events)
-        url, secret, prev_secret, prev_expiry, disabled_at, disabled_reason = _webhook_columns(
-            row, spec
-        )
+        webhook = _webhook_columns(row, spec)
         updated: asyncpg.Record | None = await queries.fetchrow(
             conn,
             "update_subscription",
             subscription_id=subscription_id,
             workspace_id=workspace_id,
             name=spec.name if "name" in given else row["name"],
-            addresses=built.addresses,
-            topics=built.topics,
-            events=built.events,
-            event_abis=built.event_abis,
-            webhook_url=url,
-            webhook_secret=secret,
-            previous_webhook_secret=prev_secret,
-            previous_secret_expires_at=prev_expiry,
-            webhook_disabled_at=disabled_at,
-            webhook_disabled_reason=disabled_reason,
+            **built.columns(),
+            **webhook._asdict(),
             stored_events=row["stored_events"]
             if spec.stored_events is None
             else spec.stored_events,
@@ -261,7 +264,8 @@ async def update_subscription(
                 conn, "reset_subscription_coverage", subscription_id=subscription_id
             )
     assert updated is not None, "the row is locked"
-    return updated, updated["webhook_secret"] != row["webhook_secret"] and secret is not None
+    new_secret = webhook.webhook_secret
+    return updated, updated["webhook_secret"] != row["webhook_secret"] and new_secret is not None
 
 
 async def delete_subscription(

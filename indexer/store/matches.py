@@ -26,7 +26,7 @@ from indexer.chain.errors import ProviderFault
 from indexer.db import queries
 from indexer.outbox.enqueue import Batch, enqueue
 from indexer.store import staging
-from indexer.store.chunk import CommitContext, StoredMatch, Tally
+from indexer.store.chunk import ChunkPlan, CommitContext, StoredMatch, Tally
 from indexer.store.credits import debit, lock_balances, paid_cutoff
 
 
@@ -85,24 +85,15 @@ def detailed(ctx: CommitContext, tally: Tally) -> set[uuid.UUID]:
 async def store_staged(
     ctx: CommitContext, tally: Tally
 ) -> tuple[list[StoredMatch], list[StoredMatch]]:
-    """Every candidate is affordable: logs and matches go in by COPY and two statements."""
-    plan, conn = tally.plan, ctx.conn
-    try:
-        await conn.copy_to_table(
-            "window_matches",
-            source=io.BytesIO(plan.staged()),
-            columns=staging.COLUMNS,
-            format="text",
-        )
-    except asyncpg.DataError as exc:
-        raise ProviderFault(
-            f"eth_getLogs for blocks {plan.chunk.from_block}-{plan.chunk.to_block} "
-            f"returned a log that is not hex: {exc}"
-        ) from exc
-    await queries.execute(conn, "insert_staged_logs", chain_id=ctx.chain_id)
+    """Every candidate is affordable: logs and matches go in by COPY and two statements.
+
+    Subscriptions whose new matches are needed one by one (`detailed`) come back as
+    lists; the others are only counted, per request, here."""
+    await copy_candidates(ctx, tally.plan)
+    await queries.execute(ctx.conn, "insert_staged_logs", chain_id=ctx.chain_id)
     one_by_one = detailed(ctx, tally)
     rows = await queries.fetch(
-        conn,
+        ctx.conn,
         "insert_staged_matches",
         chain_id=ctx.chain_id,
         detailed_subscription_ids=list(one_by_one),
@@ -118,21 +109,42 @@ async def store_staged(
             new_keys.update((subscription_id, block, index) for block, index in keys)
         elif request_id is not None:
             tally.new[request_id] += row["new_matches"]
-    found_of = Counter(
-        c.subscription_id for c in plan.candidates if c.subscription_id not in one_by_one
-    )
-    for subscription_id, found in found_of.items():
-        (request_id,) = plan.requests_by_subscription[subscription_id]
-        tally.found[request_id] += found
-        tally.duplicates[request_id] += found - new_of[subscription_id]
+    count_undetailed(tally, one_by_one, new_of)
     paid: list[StoredMatch] = []
     duplicates: list[StoredMatch] = []
-    for subscription_id, entry in plan.candidates:
+    for subscription_id, entry in tally.plan.candidates:
         if subscription_id in one_by_one:
             is_new = (subscription_id, entry.block_number, entry.log_index) in new_keys
             (paid if is_new else duplicates).append(StoredMatch(subscription_id, 0, entry))
-    # Counted already, per request, in the loops above (only their totals were needed).
     return paid, duplicates
+
+
+async def copy_candidates(ctx: CommitContext, plan: ChunkPlan) -> None:
+    """The chunk's candidates and their logs into `window_matches`, by one COPY; a field
+    PostgreSQL refuses is the provider's fault (nothing is stored, the request waits)."""
+    try:
+        await ctx.conn.copy_to_table(
+            "window_matches",
+            source=io.BytesIO(plan.staged()),
+            columns=staging.COLUMNS,
+            format="text",
+        )
+    except asyncpg.DataError as exc:
+        raise ProviderFault(
+            f"eth_getLogs for blocks {plan.chunk.from_block}-{plan.chunk.to_block} "
+            f"returned a log that is not hex: {exc}"
+        ) from exc
+
+
+def count_undetailed(tally: Tally, one_by_one: set[uuid.UUID], new_of: Counter[uuid.UUID]) -> None:
+    """Found and duplicate matches of the subscriptions only counted (one request each)."""
+    found_of = Counter(
+        c.subscription_id for c in tally.plan.candidates if c.subscription_id not in one_by_one
+    )
+    for subscription_id, found in found_of.items():
+        (request_id,) = tally.plan.requests_by_subscription[subscription_id]
+        tally.found[request_id] += found
+        tally.duplicates[request_id] += found - new_of[subscription_id]
 
 
 _LOG_COLUMNS = LogRow._fields

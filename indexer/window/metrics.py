@@ -1,4 +1,4 @@
-"""Prometheus metrics of the window job (and, later, of deliveries).
+"""Prometheus metrics of the window job (delivery has its own: `webhooks.metrics`).
 
 The worker serves them on `LOGFILL_WORKER_METRICS_PORT`; `logfill run` on the
 API's `/metrics`.

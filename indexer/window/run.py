@@ -61,6 +61,22 @@ class WindowStats:
     head: int | None = None
     safe_head: int | None = None
 
+    def figures(self, *, cu_spent: int, calls: int) -> dict[str, Any]:
+        """The window's figures by the names the audit row and `window_finished` share."""
+        return {
+            "cu_spent": cu_spent,
+            "calls": calls,
+            "errors": self.errors,
+            "requests_served": len(self.served),
+            "new_matches": self.new_matches,
+            "duplicate_matches": self.duplicate_matches,
+            "credits_charged": self.credits_charged,
+            "logs_fetched": self.logs_fetched,
+            "head": self.head,
+            "safe_head": self.safe_head,
+            "error": self.error,
+        }
+
 
 @dataclass
 class WindowReport:
@@ -129,17 +145,7 @@ def _observe(report: WindowReport) -> None:
         chain_id=report.chain_id,
         window_id=report.window_id,
         budget_cu=report.budget_cu,
-        cu_spent=report.cu_spent,
-        calls=report.calls,
-        errors=stats.errors,
-        requests_served=len(stats.served),
-        new_matches=stats.new_matches,
-        duplicate_matches=stats.duplicate_matches,
-        credits_charged=stats.credits_charged,
-        logs_fetched=stats.logs_fetched,
-        head=stats.head,
-        safe_head=stats.safe_head,
-        error=stats.error,
+        **stats.figures(cu_spent=report.cu_spent, calls=report.calls),
         duration_ms=round(report.duration_s * 1000),
     )
 
@@ -358,22 +364,11 @@ class Window:
         return spent
 
     async def record(self, *, finished: bool, duration_s: float | None = None) -> None:
-        stats = self.stats
         await queries.execute(
             self.conn,
             "record_window",
             window_id=self.window_id,
-            cu_spent=self.budget.spent_cu,
-            calls=self.budget.attempts,
-            errors=stats.errors,
-            requests_served=len(stats.served),
-            new_matches=stats.new_matches,
-            duplicate_matches=stats.duplicate_matches,
-            credits_charged=stats.credits_charged,
-            logs_fetched=stats.logs_fetched,
-            head=stats.head,
-            safe_head=stats.safe_head,
-            error=stats.error,
+            **self.stats.figures(cu_spent=self.budget.spent_cu, calls=self.budget.attempts),
             finished_at=datetime.now(UTC) if finished else None,
             duration_ms=round(duration_s * 1000) if duration_s is not None else None,
         )

@@ -1,9 +1,9 @@
 """`logfill worker` processes on a real anvil and a real PostgreSQL: kill -9 and two leaders.
 
-DESIGN.md's invariants as an operator meets them: workers die at any moment (SIGKILL, no
-clean-up) and are restarted, and several workers share one database. The outcome must be
-what one uninterrupted worker produces, and each tick's window of a chain must run in
-exactly one process.
+The invariants of docs/architecture.md as an operator meets them: workers die at any
+moment (SIGKILL, no clean-up) and are restarted, and several workers share one database.
+The outcome must be what one uninterrupted worker produces, and each tick's window of a
+chain must run in exactly one process.
 """
 
 from __future__ import annotations
