@@ -191,17 +191,29 @@ def eta_text(backfill: Mapping[str, Any], now: datetime | None = None) -> str:
     """Time left until `estimated_finish_at`, e.g. `12s`, `3m05s`; `-` when unknown."""
     if backfill["status"] in TERMINAL or not backfill.get("estimated_finish_at"):
         return "-"
-    finish = datetime.fromisoformat(str(backfill["estimated_finish_at"]))
-    left = int(max(0.0, (finish - (now or datetime.now(UTC))).total_seconds()))
+    return _left(datetime.fromisoformat(str(backfill["estimated_finish_at"])), now)
+
+
+def _left(when: datetime, now: datetime | None) -> str:
+    """Time from `now` until `when`, e.g. `12s`, `3m05s` (`0s` once it has passed)."""
+    left = int(max(0.0, (when - (now or datetime.now(UTC))).total_seconds()))
     return f"{left // 60}m{left % 60:02d}s" if left >= 60 else f"{left}s"
 
 
 def progress_detail(backfill: Mapping[str, Any], now: datetime | None = None) -> str:
     cursor = "-" if backfill["cursor"] is None else str(backfill["cursor"])
-    return (
+    detail = (
         f"cursor {cursor}  matches {backfill['matches']}  credits {backfill['credits_charged']}"
         f"  ETA {eta_text(backfill, now)}"
     )
+    start = backfill.get("estimated_start_at")
+    if backfill["status"] == "queued" and start:
+        detail += f"  starts in {_left(datetime.fromisoformat(str(start)), now)}"
+    if backfill.get("blocked_reason"):
+        detail += f"  blocked: {backfill['blocked_reason']}"
+    elif backfill.get("last_transient_error"):
+        detail += f"  provider: {backfill['last_transient_error']}"
+    return detail
 
 
 def _progress(console: Console) -> Progress:

@@ -26,6 +26,7 @@ from yarl import URL
 
 from indexer.domain import BackfillStatus, DeliveryStatus, Order
 from indexer.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from indexer.subscriptions import WebhookOrdering
 
 MAX_BLOCK = 2**63 - 1
 _HEX_BLOCK = re.compile(r"^0x[0-9a-fA-F]{1,15}$")
@@ -158,6 +159,13 @@ class WorkspacePatch(RequestModel):
     backfill_webhooks: bool | None = None
 
 
+_WEBHOOK_ORDERING = (
+    "independent (default): each delivery is sent and retried on its own, several at once, "
+    "so a failing one holds back nothing; order events by block_number and log_index. "
+    "strict: one delivery at a time in block order; a failing one holds back the later ones."
+)
+
+
 class SubscriptionCreate(RequestModel):
     chain_id: Annotated[int, Field(gt=0, le=MAX_BLOCK)]
     name: Name | None = None
@@ -165,6 +173,7 @@ class SubscriptionCreate(RequestModel):
     topics: Annotated[list[TopicPosition], Field(max_length=4)] = []
     events: Annotated[list[EventSignature], Field(max_length=MAX_EVENTS)] = []
     webhook_url: WebhookUrl | None = None
+    webhook_ordering: WebhookOrdering = Field("independent", description=_WEBHOOK_ORDERING)
     stored_events: bool = True
 
 
@@ -176,6 +185,7 @@ class SubscriptionPatch(RequestModel):
     topics: Annotated[list[TopicPosition], Field(max_length=4)] | None = None
     events: Annotated[list[EventSignature], Field(max_length=MAX_EVENTS)] | None = None
     webhook_url: WebhookUrl | None = None
+    webhook_ordering: WebhookOrdering | None = Field(None, description=_WEBHOOK_ORDERING)
     stored_events: bool | None = None
 
 
@@ -229,6 +239,7 @@ class Subscription(BaseModel):
     webhook_url: str | None
     webhook_disabled_at: datetime | None
     webhook_disabled_reason: str | None
+    webhook_ordering: WebhookOrdering = Field(description=_WEBHOOK_ORDERING)
     stored_events: bool
     created_at: datetime
     updated_at: datetime
@@ -266,13 +277,28 @@ class Backfill(BaseModel):
     rescan: bool
     redeliver: bool
     labels: dict[str, str]
-    estimated_start_at: datetime | None
-    estimated_finish_at: datetime | None
+    estimated_start_at: datetime | None = Field(
+        description="When its first window is expected (queued), or was (processing); "
+        "null when it cannot run (paused, blocked, terminal)."
+    )
+    estimated_finish_at: datetime | None = Field(
+        description="When it is expected to finish, refreshed by every window; "
+        "null unless queued or processing."
+    )
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
     updated_at: datetime
-    error: str | None
+    error: str | None = Field(description="Why it failed (status failed).")
+    last_transient_error: str | None = Field(
+        description="Provider trouble holding it back (retried by the next window); "
+        "cleared once it makes progress."
+    )
+    last_transient_error_at: datetime | None
+    blocked_reason: str | None = Field(
+        description="Why it is blocked: its plan no longer includes backfill, or its "
+        "subscription stores no events; it goes on by itself once that holds again."
+    )
 
 
 class BackfillList(BaseModel):

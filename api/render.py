@@ -10,6 +10,7 @@ from eth_utils.address import to_checksum_address
 
 from api.models import Backfill, Delivery, Subscription, SubscriptionWithSecret
 from indexer.backfills import progress
+from indexer.domain import ESTIMATED
 
 Row = asyncpg.Record | Mapping[str, Any]
 
@@ -25,6 +26,7 @@ def subscription(row: Row, *, secret: bool = False) -> Subscription:
         "webhook_url": row["webhook_url"],
         "webhook_disabled_at": row["webhook_disabled_at"],
         "webhook_disabled_reason": row["webhook_disabled_reason"],
+        "webhook_ordering": row["webhook_ordering"],
         "stored_events": row["stored_events"],
         "created_at": row["created_at"],
         "updated_at": row["updated_at"],
@@ -35,6 +37,7 @@ def subscription(row: Row, *, secret: bool = False) -> Subscription:
 
 
 def backfill(row: Row) -> Backfill:
+    estimated = row["status"] in ESTIMATED  # a request that cannot run has no estimates
     return Backfill(
         id=row["id"],
         subscription_id=row["subscription_id"],
@@ -56,13 +59,16 @@ def backfill(row: Row) -> Backfill:
         rescan=row["rescan"],
         redeliver=row["redeliver"],
         labels=row["labels"],
-        estimated_start_at=row["estimated_start_at"],
-        estimated_finish_at=row["estimated_finish_at"],
+        estimated_start_at=row["estimated_start_at"] if estimated else None,
+        estimated_finish_at=row["estimated_finish_at"] if estimated else None,
         created_at=row["created_at"],
         started_at=row["started_at"],
         finished_at=row["finished_at"],
         updated_at=row["updated_at"],
         error=row["error"],
+        last_transient_error=row["last_transient_error"],
+        last_transient_error_at=row["last_transient_error_at"],
+        blocked_reason=row["blocked_reason"],
     )
 
 

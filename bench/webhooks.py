@@ -340,7 +340,9 @@ def main() -> None:
                 "deliveries": args.deliveries,
                 "subscriptions": args.subscriptions,
                 "max_in_flight": args.in_flight,
-                "per_subscription": 1,
+                # Subscriptions made by INSERT take the schema's default ordering.
+                "webhook_ordering": "independent",
+                "per_subscription": Settings().webhook_max_in_flight_per_subscription,
             },
             "goal_events_per_second": GOAL_EVENTS_PER_SECOND,
         }

@@ -5,15 +5,18 @@ an embedded PostgreSQL in a temporary directory (or LOGFILL_DATABASE_URL), a
 local anvil with DemoToken/DemoNFT/DemoItems and a few thousand blocks of
 transfers, the demo's webhook receiver, and `logfill run` with a 1 s tick. The
 workspace is made the operator's way (`indexer.accounts.create_workspace`);
-everything else goes through the HTTP API (`demo.story`). Every child process
-is stopped on the way out, on success, failure and Ctrl-C (or SIGTERM) alike.
-Exit code 0 when the summary adds up, 1 when it does not or a step failed.
+everything else goes through the HTTP API (`demo.story`). Every child process,
+the embedded PostgreSQL and the temporary folder are stopped or removed on the
+way out, on success, failure, Ctrl-C, SIGTERM and SIGHUP (the terminal was
+closed) alike. Exit code 0 when the summary adds up, 1 when it does not or a
+step failed.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 import sys
 import tempfile
@@ -21,6 +24,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 import httpx
 from aiohttp import web
@@ -165,12 +169,38 @@ Try:
   logfill backfill status {summary.backfill_id}""")
 
 
+# Besides Ctrl-C (SIGINT): `kill` and a closing terminal stop the demo too.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def _ignore_stop_signals() -> None:
+    """The demo is stopping: a repeated SIGTERM or SIGHUP must not cut the clean-up short.
+
+    A closing terminal can send SIGHUP twice (the shell passes it on to its jobs,
+    then the kernel sends it to the foreground group); dying on the second one
+    would leave anvil, `logfill run` (both in sessions of their own, so the
+    terminal does not reach them) and the embedded PostgreSQL running.
+    """
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+
+
+def _stop_like_ctrl_c(signum: int, frame: FrameType | None) -> None:
+    _ignore_stop_signals()
+    raise KeyboardInterrupt
+
+
 async def _wait_for_signal() -> None:
+    """Until Ctrl-C, SIGTERM or SIGHUP; later SIGTERM and SIGHUP are then ignored."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in (signal.SIGINT, *STOP_SIGNALS):
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
+    # Taken back from the loop, which would reset them to "die at once" when it closes.
+    for signum in (signal.SIGINT, *STOP_SIGNALS):
+        loop.remove_signal_handler(signum)
+    _ignore_stop_signals()
 
 
 async def _serve_story(stage: Stage, options: DemoOptions, console: Console) -> Summary:
@@ -224,7 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
 def tell_story(settings: Settings, args: argparse.Namespace) -> int:
     """Run the demo, print its summary and any problem; the exit code."""
     configure_logging("warning", settings.log_format)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop like Ctrl-C, cleaning up
+    for signum in STOP_SIGNALS:  # stop like Ctrl-C, cleaning up
+        signal.signal(signum, _stop_like_ctrl_c)
     console = Console(soft_wrap=True)
     options = DemoOptions(blocks=args.blocks, keep=args.keep, database_url=settings.database_url)
     try:
@@ -233,7 +264,9 @@ def tell_story(settings: Settings, args: argparse.Namespace) -> int:
         console.print(f"[red]demo failed:[/] {exc}")
         return 1
     finally:
-        console.print("Everything the demo started is stopped.")
+        # After SIGHUP the terminal may be gone (EIO); the clean-up is done either way.
+        with contextlib.suppress(OSError):
+            console.print("Everything the demo started is stopped.")
     for problem in result.problems:
         console.print(f"[red]problem:[/] {problem}")
     return 1 if result.problems else 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import asyncpg
@@ -30,9 +30,9 @@ from indexer.window.eta import QueuedWork, estimate_queue, estimate_request
 Action = Literal["pause", "resume", "cancel", "retry"]
 # What each owner action needs the request to be, said in the 409 when it is not.
 ALLOWED_FROM: Mapping[str, str] = {
-    "pause": "queued, processing or paused_credits",
+    "pause": "queued, processing, paused_credits or blocked",
     "resume": "paused",
-    "cancel": "queued, processing, paused_credits or paused",
+    "cancel": "queued, processing, paused_credits, paused or blocked",
     "retry": "failed",
 }
 
@@ -103,6 +103,22 @@ def resolve_range(
     return low, high
 
 
+def require_rules(*, backfill_enabled: bool, stored_events: bool) -> None:
+    """A request may run only while its plan includes backfill (403 otherwise) and its
+    subscription stores events (409 otherwise)."""
+    if not backfill_enabled:
+        raise NotPermitted(
+            "your workspace's plan does not include backfill; upgrade the plan to use it",
+            "backfill-not-in-plan",
+        )
+    if not stored_events:
+        raise Conflict(
+            "the subscription does not store events (stored_events is false); "
+            "backfill needs stored events",
+            "stored-events-disabled",
+        )
+
+
 async def _context(
     conn: Connection, workspace_id: uuid.UUID, spec: BackfillSpec, chains: Mapping[int, Any]
 ) -> asyncpg.Record:
@@ -112,19 +128,10 @@ async def _context(
         conn, "backfill_context", workspace_id=workspace_id, subscription_id=spec.subscription_id
     )
     assert row is not None, "an authenticated workspace exists"
-    if not row["backfill_enabled"]:
-        raise NotPermitted(
-            "your workspace's plan does not include backfill; upgrade the plan to use it",
-            "backfill-not-in-plan",
-        )
+    require_rules(backfill_enabled=row["backfill_enabled"], stored_events=True)
     if row["subscription_id"] is None:
         raise NotFound(f"subscription {spec.subscription_id} not found")
-    if not row["stored_events"]:
-        raise Conflict(
-            "the subscription does not store events (stored_events is false); "
-            "backfill needs stored events",
-            "stored-events-disabled",
-        )
+    require_rules(backfill_enabled=True, stored_events=row["stored_events"])
     if row["chain_id"] not in chains:
         raise InvalidFields.one(
             "/subscription_id", f"the subscription's chain {row['chain_id']} is not served here"
@@ -132,41 +139,16 @@ async def _context(
     return row
 
 
-async def create_backfill(
-    conn: Connection, workspace_id: uuid.UUID, spec: BackfillSpec, chains: Mapping[int, Any]
-) -> asyncpg.Record:
-    """Queue a request (call inside the caller's transaction with its idempotency claim)."""
-    ctx = await _context(conn, workspace_id, spec, chains)
-    low, high = resolve_range(
-        spec, head=ctx["head"], safe_head=ctx["safe_head"], max_blocks=ctx["max_backfill_blocks"]
-    )
-    row: asyncpg.Record | None = await queries.fetchrow(
-        conn,
-        "insert_backfill",
-        workspace_id=workspace_id,
-        subscription_id=spec.subscription_id,
-        chain_id=ctx["chain_id"],
-        from_block=low,
-        to_block=high,
-        block_order=spec.order,
-        rescan=spec.rescan,
-        redeliver=spec.redeliver,
-        labels=dict(spec.labels or {}),
-    )
-    assert row is not None
-    return row
-
-
-async def dry_run(
+async def _estimate(
     conn: Connection,
-    workspace_id: uuid.UUID,
+    ctx: asyncpg.Record,
     spec: BackfillSpec,
     chains: Mapping[int, ChainSettings],
-    *,
     now: datetime,
-) -> DryRun:
-    """What the request would scan and cost, and when it would run behind the queue."""
-    ctx = await _context(conn, workspace_id, spec, chains)
+) -> tuple[int, int, DryRun]:
+    """The request's range, and what it would scan, cost, and when it would start and
+    finish behind the chain's queue: the same estimate the dry run shows, the 202
+    carries and each window refreshes (`window.eta`)."""
     low, high = resolve_range(
         spec, head=ctx["head"], safe_head=ctx["safe_head"], max_blocks=ctx["max_backfill_blocks"]
     )
@@ -197,7 +179,52 @@ async def dry_run(
         head_cu=head_cu,
         tick_seconds=chain.tick_seconds,
     )[mine]
-    return DryRun(blocks, covered, calls, cu, windows, eta.start_at, eta.finish_at)
+    return low, high, DryRun(blocks, covered, calls, cu, windows, eta.start_at, eta.finish_at)
+
+
+async def create_backfill(
+    conn: Connection,
+    workspace_id: uuid.UUID,
+    spec: BackfillSpec,
+    chains: Mapping[int, ChainSettings],
+    *,
+    now: datetime | None = None,
+) -> asyncpg.Record:
+    """Queue a request, with its estimated start and finish (call inside the caller's
+    transaction with its idempotency claim)."""
+    ctx = await _context(conn, workspace_id, spec, chains)
+    low, high, estimate = await _estimate(conn, ctx, spec, chains, now or datetime.now(UTC))
+    row: asyncpg.Record | None = await queries.fetchrow(
+        conn,
+        "insert_backfill",
+        workspace_id=workspace_id,
+        subscription_id=spec.subscription_id,
+        chain_id=ctx["chain_id"],
+        from_block=low,
+        to_block=high,
+        block_order=spec.order,
+        rescan=spec.rescan,
+        redeliver=spec.redeliver,
+        labels=dict(spec.labels or {}),
+        estimated_start_at=estimate.estimated_start_at,
+        estimated_finish_at=estimate.estimated_finish_at,
+    )
+    assert row is not None
+    return row
+
+
+async def dry_run(
+    conn: Connection,
+    workspace_id: uuid.UUID,
+    spec: BackfillSpec,
+    chains: Mapping[int, ChainSettings],
+    *,
+    now: datetime,
+) -> DryRun:
+    """What the request would scan and cost, and when it would run behind the queue."""
+    ctx = await _context(conn, workspace_id, spec, chains)
+    _, _, estimate = await _estimate(conn, ctx, spec, chains, now)
+    return estimate
 
 
 def progress(row: asyncpg.Record | Mapping[str, Any]) -> float:
@@ -261,8 +288,18 @@ async def list_backfills(
 async def apply_action(
     conn: Connection, workspace_id: uuid.UUID, backfill_id: uuid.UUID, action: Action
 ) -> asyncpg.Record:
-    """One conditional UPDATE; when it changes nothing, 409 names the current status."""
+    """One conditional UPDATE; when it changes nothing, 409 names the current status.
+    A request goes on (resume, retry) only while it may run: 403 or 409 otherwise."""
     async with conn.transaction():
+        if action in ("resume", "retry"):
+            rules = await queries.fetchrow(
+                conn, "backfill_rules", backfill_id=backfill_id, workspace_id=workspace_id
+            )
+            if rules is None:
+                raise not_found(backfill_id)
+            require_rules(
+                backfill_enabled=rules["backfill_enabled"], stored_events=rules["stored_events"]
+            )
         changed = await queries.fetchval(
             conn, f"{action}_backfill", backfill_id=backfill_id, workspace_id=workspace_id
         )

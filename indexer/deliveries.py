@@ -48,20 +48,45 @@ async def list_deliveries(
 async def retry_delivery(
     conn: Connection, workspace_id: uuid.UUID, delivery_id: uuid.UUID
 ) -> asyncpg.Record:
-    """A dead delivery goes back to pending from attempt one; 409 for any other status."""
+    """A dead delivery goes back to pending from attempt one.
+
+    Refused (409) when it is not dead, and when its subscription's webhook is
+    disabled or removed: the delivery job would mark it dead again at once, so
+    the owner is told what to fix instead of seeing a retry that did nothing.
+    """
     async with conn.transaction():
         row: asyncpg.Record | None = await queries.fetchrow(
             conn, "retry_delivery", delivery_id=delivery_id, workspace_id=workspace_id
         )
         if row is not None:
             return row
-        status = await queries.fetchval(
-            conn, "delivery_status", delivery_id=delivery_id, workspace_id=workspace_id
+        state = await queries.fetchrow(
+            conn, "delivery_retry_state", delivery_id=delivery_id, workspace_id=workspace_id
         )
-        if status is None:
+        if state is None:
             raise NotFound(f"delivery {delivery_id} not found")
+        status = state["status"]
+        if status != "dead":
+            raise Conflict(
+                f"cannot retry a delivery that is {status}; only dead deliveries can be retried",
+                "invalid-transition",
+                delivery_status=status,
+            )
+        subscription = state["subscription_id"]
+        if not state["has_webhook"]:
+            raise Conflict(
+                f"subscription {subscription} has no webhook URL; set one with "
+                f"PATCH /v1/subscriptions/{subscription}, then retry",
+                "webhook-disabled",
+                delivery_status=status,
+                webhook_disabled_reason="the subscription has no webhook URL",
+            )
+        reason = state["webhook_disabled_reason"] or "disabled"
         raise Conflict(
-            f"cannot retry a delivery that is {status}; only dead deliveries can be retried",
-            "invalid-transition",
+            f"the webhook of subscription {subscription} is disabled ({reason}); set its "
+            f"webhook_url again with PATCH /v1/subscriptions/{subscription} to re-enable it, "
+            "then retry",
+            "webhook-disabled",
             delivery_status=status,
+            webhook_disabled_reason=reason,
         )

@@ -107,11 +107,14 @@ class Settings(BaseSettings):
     # Largest webhook body (bytes): a batch that would be larger is split in several
     # deliveries; one event larger than this still goes out, alone.
     webhook_max_body_bytes: Annotated[int, Field(ge=1024)] = 256 * 1024
-    # Seconds before each attempt, Svix-like; the first attempt goes out as soon as the
-    # outbox row is committed, so the first entry must be 0. Its length is the number
-    # of attempts; after the last one fails the delivery is dead. Env: "0,5,300,...".
+    # Seconds before each attempt; the first attempt goes out as soon as the outbox row
+    # is committed, so the first entry must be 0. Its length is the number of attempts;
+    # after the last one fails the delivery is dead. Svix's schedule with two short
+    # early retries (1 s, 30 s): a receiver's one-off failure costs seconds, not the
+    # 5 minutes of the next step, while a receiver that is down still gets the long
+    # tail (dead about 27.6 h after the first attempt). Env: "0,1,5,30,300,...".
     webhook_retry_schedule: Annotated[tuple[float, ...], NoDecode] = Field(
-        default=(0, 5, 300, 1800, 7200, 18000, 36000, 36000)
+        default=(0, 1, 5, 30, 300, 1800, 7200, 18000, 36000, 36000)
     )
     # Each retry delay is scaled by a random factor in [1 - jitter, 1 + jitter] so that
     # deliveries failed together do not come back together.
@@ -124,8 +127,13 @@ class Settings(BaseSettings):
     # A claimed delivery is this worker's for this long; a dead worker's deliveries are
     # sent again once it has run out. Must outlast an attempt.
     webhook_lease_seconds: Annotated[float, Field(gt=0)] = 60.0
-    # Deliveries of one subscription in flight at once; 1 keeps them in block order.
+    # Subscriptions with webhook_ordering "strict": how many of its first pending
+    # deliveries may be in flight at once; 1 keeps them in block order.
     webhook_concurrency_per_subscription: Annotated[int, Field(ge=1, le=100)] = 1
+    # Subscriptions with webhook_ordering "independent" (the default): deliveries of
+    # one subscription in flight at once, all workers together. A bound, so that one
+    # subscription's backlog neither floods its receiver nor takes every slot.
+    webhook_max_in_flight_per_subscription: Annotated[int, Field(ge=1, le=100)] = 8
     # Deliveries in flight at once in one worker, all subscriptions together.
     webhook_max_in_flight: Annotated[int, Field(ge=1, le=1000)] = 32
     # Seconds between outbox polls when there is nothing to send.
@@ -160,7 +168,8 @@ class Settings(BaseSettings):
         return value
 
     # `logfill worker` serves Prometheus metrics here (0: not served). `logfill
-    # run` serves them on the API's /metrics instead.
+    # run` serves them on the API's /metrics instead. A worker that finds the port
+    # taken (a second worker on the host) warns and runs without serving metrics.
     worker_metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9101
     # How this worker is named in window leases and the windows audit trail
     # (default: hostname:pid:random). Must differ between live workers.

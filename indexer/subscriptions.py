@@ -4,6 +4,9 @@ The storage format is the one the window reads (`load_window_subscriptions`):
 addresses as bytea[], topics as a jsonb positional array of null | [lowercase
 hex], event_abis as ABI event entries. Event signatures set topic0, so the
 filter a customer sees in `topics` is the one the window scans with.
+
+A webhook URL is checked when it is set (`WebhookTargets`), here rather than in
+the HTTP handler, so every caller (the API, a dashboard) refuses the same URLs.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import asyncpg
 
@@ -26,9 +29,22 @@ from indexer.event_signatures import ParsedEvent, parse_event_signature
 from indexer.outbox.bodies import EventDecoder, event_body
 from indexer.pagination import decode_cursor, encode_cursor
 from indexer.refusals import Conflict, FieldError, InvalidFields
+from indexer.settings import Settings
+from indexer.webhooks.ssrf import (
+    SET_TIME_DNS_TIMEOUT_SECONDS,
+    Resolver,
+    WebhookRefused,
+    check_target,
+    system_resolve,
+)
 
 WEBHOOK_SECRET_PREFIX = "whsec_"
 Topics = list[list[str] | None]
+# How a subscription's deliveries go out: "independent" (each sent and retried on
+# its own, several at once) or "strict" (one at a time in block order; a failing
+# delivery holds back the later ones). See claim_deliveries in sql/webhooks.sql.
+WebhookOrdering = Literal["independent", "strict"]
+DEFAULT_WEBHOOK_ORDERING: WebhookOrdering = "independent"
 
 
 def generate_webhook_secret() -> str:
@@ -46,8 +62,42 @@ class SubscriptionSpec:
     topics: Topics | None = None  # lowercase 0x hex, positional
     events: Sequence[str] | None = None
     webhook_url: str | None = None
+    webhook_ordering: WebhookOrdering | None = None
     stored_events: bool | None = None
     fields_set: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True)
+class WebhookTargets:
+    """How a webhook URL is checked when it is set: the send-time SSRF rules, ahead of time.
+
+    The resolver is a field so that tests (and callers without DNS) can answer for
+    it; the default is the system's, within a short timeout because the customer
+    is waiting for the answer.
+    """
+
+    allow_private: bool
+    resolve: Resolver = system_resolve
+    dns_timeout: float = SET_TIME_DNS_TIMEOUT_SECONDS
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, resolve: Resolver = system_resolve
+    ) -> WebhookTargets:
+        return cls(settings.webhook_allow_private, resolve)
+
+    async def check(self, url: str) -> None:
+        """422 naming `/webhook_url` when no delivery to `url` could be sent."""
+        try:
+            await check_target(
+                url,
+                allow_private=self.allow_private,
+                resolve=self.resolve,
+                dns_timeout=self.dns_timeout,
+            )
+        except WebhookRefused as exc:
+            detail = str(exc).removeprefix("refused: ")
+            raise InvalidFields.one("/webhook_url", detail) from None
 
 
 @dataclass(frozen=True)
@@ -122,11 +172,19 @@ def _check_chain(chain_id: int, chains: Collection[int]) -> None:
 
 
 async def create_subscription(
-    conn: Connection, workspace_id: uuid.UUID, spec: SubscriptionSpec, chains: Collection[int]
+    conn: Connection,
+    workspace_id: uuid.UUID,
+    spec: SubscriptionSpec,
+    chains: Collection[int],
+    *,
+    targets: WebhookTargets,
 ) -> asyncpg.Record:
+    """A new subscription; its webhook URL is checked last (the only check that waits on DNS)."""
     assert spec.chain_id is not None
     _check_chain(spec.chain_id, chains)
     built = build_filter(spec.addresses or (), spec.topics or [], spec.events or ())
+    if spec.webhook_url:
+        await targets.check(spec.webhook_url)
     secret = generate_webhook_secret() if spec.webhook_url else None
     row: asyncpg.Record | None = await queries.fetchrow(
         conn,
@@ -137,6 +195,7 @@ async def create_subscription(
         **built.columns(),
         webhook_url=spec.webhook_url,
         webhook_secret=secret,
+        webhook_ordering=spec.webhook_ordering or DEFAULT_WEBHOOK_ORDERING,
         stored_events=True if spec.stored_events is None else spec.stored_events,
     )
     assert row is not None
@@ -225,12 +284,21 @@ def _webhook_columns(row: asyncpg.Record, spec: SubscriptionSpec) -> WebhookColu
 
 
 async def update_subscription(
-    conn: Connection, workspace_id: uuid.UUID, subscription_id: uuid.UUID, spec: SubscriptionSpec
+    conn: Connection,
+    workspace_id: uuid.UUID,
+    subscription_id: uuid.UUID,
+    spec: SubscriptionSpec,
+    *,
+    targets: WebhookTargets,
 ) -> tuple[asyncpg.Record, bool]:
     """PATCH: absent fields keep their value; a new filter resets coverage.
 
     Also says whether a new webhook secret was generated (shown in this answer only).
+    A webhook URL given is checked before the row is locked: DNS may take a while,
+    and nobody else should wait on it.
     """
+    if "webhook_url" in spec.fields_set and spec.webhook_url is not None:
+        await targets.check(spec.webhook_url)
     async with conn.transaction():
         row = await queries.fetchrow(
             conn, "lock_subscription", subscription_id=subscription_id, workspace_id=workspace_id
@@ -255,6 +323,7 @@ async def update_subscription(
             name=spec.name if "name" in given else row["name"],
             **built.columns(),
             **webhook._asdict(),
+            webhook_ordering=spec.webhook_ordering or row["webhook_ordering"],
             stored_events=row["stored_events"]
             if spec.stored_events is None
             else spec.stored_events,

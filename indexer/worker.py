@@ -10,6 +10,7 @@ the scheduler, running even when no chain is configured).
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import secrets
 import socket
@@ -76,14 +77,38 @@ def build_scheduler(
     return scheduler
 
 
+def serve_worker_metrics(settings: Settings) -> bool:
+    """Serve Prometheus metrics on LOGFILL_WORKER_METRICS_PORT, if the port can be had.
+
+    A second worker on the same host finds the port taken. Windows and deliveries
+    matter more than this worker's metrics (the first worker's are served, and the
+    lease shares the work between them), so it logs one warning and runs without
+    them instead of refusing to start.
+    """
+    port = settings.worker_metrics_port
+    try:
+        start_http_server(port, addr=settings.api_host)
+    except OSError as exc:
+        event = "metrics_port_in_use" if exc.errno == errno.EADDRINUSE else "metrics_unavailable"
+        log.warning(
+            event,
+            port=port,
+            error=exc.strerror or str(exc),
+            hint="this worker runs without serving metrics; give each worker on a host "
+            "its own LOGFILL_WORKER_METRICS_PORT (0: none)",
+        )
+        return False
+    log.info("metrics_listening", port=port)
+    return True
+
+
 async def run_worker(
     settings: Settings, pool: asyncpg.Pool, stop: asyncio.Event, *, serve_metrics: bool = True
 ) -> None:
     """Run the scheduler until `stop` is set, then shut it down."""
     scheduler = build_scheduler(settings, pool)
     if serve_metrics and settings.worker_metrics_port:
-        start_http_server(settings.worker_metrics_port, addr=settings.api_host)
-        log.info("metrics_listening", port=settings.worker_metrics_port)
+        serve_worker_metrics(settings)
     async with delivering(settings, pool):
         scheduler.start()
         log.info(

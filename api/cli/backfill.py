@@ -63,9 +63,26 @@ def _describe_backfill(b: dict[str, Any]) -> str:
         f"  labels       {labels}",
         f"  created      {b['created_at']}  finished {b['finished_at'] or '-'}",
     ]
-    if b["error"]:
-        lines.append(f"  error        {b['error']}")
+    if b.get("estimated_start_at") or b.get("estimated_finish_at"):
+        lines.append(
+            f"  estimated    window start {b.get('estimated_start_at') or '-'}, "
+            f"finish {b.get('estimated_finish_at') or '-'}"
+        )
+    lines.extend(f"  {label:<12} {text}" for label, text in trouble(b))
     return "\n".join(lines) + "\n"
+
+
+def trouble(b: dict[str, Any]) -> list[tuple[str, str]]:
+    """What holds a request back or ended it, in words: (label, text) lines."""
+    found = []
+    if b["error"]:
+        found.append(("error", str(b["error"])))
+    if b.get("blocked_reason"):
+        found.append(("blocked", str(b["blocked_reason"])))
+    if b.get("last_transient_error"):
+        when = b.get("last_transient_error_at") or "-"
+        found.append(("provider", f"{b['last_transient_error']} (at {when}; retried each window)"))
+    return found
 
 
 def _show(args: argparse.Namespace, body: dict[str, Any], text: str) -> None:
@@ -132,8 +149,9 @@ async def _backfill_list(client: ApiClient, args: argparse.Namespace) -> int:
     if args.json:
         _show(args, page, "")
         return 0
-    table = Table("id", "status", "blocks", "progress", "matches", "credits", "created")
+    table = Table("id", "status", "blocks", "progress", "matches", "credits", "created", "note")
     for b in page["items"]:
+        notes = trouble(b)
         table.add_row(
             b["id"],
             b["status"],
@@ -142,6 +160,7 @@ async def _backfill_list(client: ApiClient, args: argparse.Namespace) -> int:
             str(b["matches"]),
             str(b["credits_charged"]),
             b["created_at"][:19],
+            f"{notes[0][0]}: {notes[0][1]}" if notes else "",
         )
     console = Console(width=160)
     console.print(table)

@@ -2,8 +2,9 @@
 
 `api` serves HTTP, `worker` runs the scheduler (backfill windows, webhook
 deliveries), `run` both in one process sharing one pool. Each migrates first
-and runs until SIGINT or SIGTERM, then closes what it opened: the listening
-socket, the worker's tasks, the pool.
+and runs until SIGINT, SIGTERM or SIGHUP (the terminal was closed), then closes
+what it opened: the listening socket, the worker's tasks, the pool, and the
+embedded PostgreSQL when it uses one (`api.cli.database.on_database`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from aiohttp import web
 
 from api.app import create_app
 from api.cli.database import Command, apply_migrations, on_database, print_json
+from api.problems import ProblemRunner
 from indexer.db.migrate import load_migrations
 from indexer.db.pool import create_pool
 from indexer.errors import ConfigError
@@ -37,18 +39,25 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def serve(settings: Settings, url: str, *, api: bool, worker: bool) -> None:
-    """Migrate, then serve until SIGINT/SIGTERM; always closes what it opened."""
+    """Migrate, then serve until SIGINT, SIGTERM or SIGHUP; always closes what it opened.
+
+    The handlers go in first: a signal during the migrations is a graceful stop
+    too, before anything is served.
+    """
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(signum, stop.set)
     await apply_migrations(settings, url)
+    if stop.is_set():
+        log.info("stopped")
+        return
     pool = await create_pool(
         url,
         min_size=settings.db_pool_min_size,
         max_size=settings.db_pool_max_size,
         timeout=settings.db_connect_timeout_seconds,
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
     runner: web.AppRunner | None = None
     try:
         if api:
@@ -65,7 +74,7 @@ async def serve(settings: Settings, url: str, *, api: bool, worker: bool) -> Non
 
 
 async def _start_api(settings: Settings, pool: asyncpg.Pool) -> web.AppRunner:
-    runner = web.AppRunner(create_app(settings, pool=pool), access_log=None)
+    runner = ProblemRunner(create_app(settings, pool=pool), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.api_host, settings.api_port)
     try:

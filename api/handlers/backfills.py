@@ -20,7 +20,21 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
 def idempotency_key(request: web.Request) -> str | None:
-    key = request.headers.get(IDEMPOTENCY_HEADER)
+    """The request's one Idempotency-Key, if any.
+
+    Sent twice, the key is ambiguous: which one would a retry have to repeat?
+    Taking either silently could create a second request on a retry, so it is a 400.
+    """
+    keys = request.headers.getall(IDEMPOTENCY_HEADER, [])
+    if len(keys) > 1:
+        raise Problem(
+            400,
+            "Bad Request",
+            f"Idempotency-Key was sent {len(keys)} times; send it once",
+            problem_type="invalid-idempotency-key",
+            errors=[{"header": IDEMPOTENCY_HEADER, "detail": "send exactly one"}],
+        )
+    key = keys[0] if keys else None
     if key is None or idempotency.is_valid_key(key):
         return key
     raise Problem(

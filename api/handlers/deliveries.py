@@ -49,6 +49,9 @@ OPERATIONS = [
         retry_delivery,
         [Answer(200, "Pending again, from attempt one", Delivery)],
         tag="deliveries",
-        refusals={409: "The delivery is not dead"},
+        refusals={
+            409: "The delivery is not dead (delivery_status), or its subscription's webhook "
+            "is disabled or removed (webhook-disabled, with webhook_disabled_reason)"
+        },
     ),
 ]

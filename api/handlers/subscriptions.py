@@ -16,7 +16,12 @@ from api.models import (
 )
 from api.routing import Answer, Call, Operation, json_response
 from indexer import subscriptions
-from indexer.subscriptions import SubscriptionSpec
+from indexer.subscriptions import SubscriptionSpec, WebhookTargets
+from indexer.webhooks.ssrf import SET_TIME_DNS_TIMEOUT_SECONDS, Resolver, system_resolve
+
+# The resolver webhook URLs are checked with when they are set; absent, the
+# system's. Tests put a fake one on the app before it starts (no real DNS).
+WEBHOOK_RESOLVER = web.AppKey[Resolver]("webhook_resolver")
 
 
 def _spec(model: SubscriptionCreate | SubscriptionPatch) -> SubscriptionSpec:
@@ -27,16 +32,22 @@ def _spec(model: SubscriptionCreate | SubscriptionPatch) -> SubscriptionSpec:
         topics=model.topics,
         events=model.events,
         webhook_url=model.webhook_url,
+        webhook_ordering=model.webhook_ordering,
         stored_events=model.stored_events,
         fields_set=frozenset(model.model_fields_set),
     )
+
+
+def _targets(call: Call) -> WebhookTargets:
+    resolve = call.request.app.get(WEBHOOK_RESOLVER, system_resolve)
+    return WebhookTargets.from_settings(call.settings, resolve)
 
 
 async def create_subscription(call: Call) -> web.Response:
     spec = _spec(call.body_as(SubscriptionCreate))
     async with call.pool.acquire() as conn:
         row = await subscriptions.create_subscription(
-            conn, call.workspace_id, spec, call.settings.chains
+            conn, call.workspace_id, spec, call.settings.chains, targets=_targets(call)
         )
     headers = {"Location": f"/v1/subscriptions/{row['id']}"}
     return json_response(render.subscription(row, secret=True), 201, headers)
@@ -63,7 +74,7 @@ async def patch_subscription(call: Call) -> web.Response:
     spec = _spec(call.body_as(SubscriptionPatch))
     async with call.pool.acquire() as conn:
         row, new_secret = await subscriptions.update_subscription(
-            conn, call.workspace_id, call.path_id(), spec
+            conn, call.workspace_id, call.path_id(), spec, targets=_targets(call)
         )
     model = render.subscription(row, secret=True)
     if not new_secret:
@@ -95,6 +106,11 @@ async def list_events(call: Call) -> web.Response:
 
 
 _ONE = "/v1/subscriptions/{id}"
+WEBHOOK_URL_CHECK = (
+    "A webhook_url is checked when it is set: it must use https, and its host must be "
+    f"a public address or a name that resolves (within {SET_TIME_DNS_TIMEOUT_SECONDS:g} s) "
+    "only to public addresses; otherwise the answer is 422 naming /webhook_url."
+)
 OPERATIONS = [
     Operation(
         "POST",
@@ -112,6 +128,7 @@ OPERATIONS = [
         ],
         tag="subscriptions",
         body=SubscriptionCreate,
+        description=WEBHOOK_URL_CHECK,
     ),
     Operation(
         "GET",
@@ -149,7 +166,7 @@ OPERATIONS = [
         body=SubscriptionPatch,
         description="Fields given replace the stored ones. A new filter forgets the blocks "
         "scanned with the old one. A first webhook_url generates a secret; null removes the "
-        "webhook and its secrets.",
+        "webhook and its secrets. " + WEBHOOK_URL_CHECK,
     ),
     Operation(
         "DELETE",

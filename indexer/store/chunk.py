@@ -46,6 +46,8 @@ class ServedRequest(Protocol):
     def cursor(self) -> int | None: ...
     @property
     def queued_at(self) -> datetime: ...
+    @property
+    def recount_block(self) -> int | None: ...
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,9 @@ class Tally:
     found: Counter[uuid.UUID] = field(default_factory=Counter)  # by request
     new: Counter[uuid.UUID] = field(default_factory=Counter)
     duplicates: Counter[uuid.UUID] = field(default_factory=Counter)
+    # Matches stored under a request before it paused for credits mid-block, found
+    # again now: (subscription, block, log index) -> that request. Not counted again.
+    own: dict[tuple[uuid.UUID, int, int], uuid.UUID] = field(default_factory=dict)
 
     @classmethod
     def start(cls, plan: ChunkPlan) -> Tally:
@@ -190,9 +195,12 @@ class Tally:
             for request_id in self.requests_of(match.subscription_id, block, paid=True):
                 self.found[request_id] += 1
         for match in duplicates:
+            key = (match.subscription_id, match.log.block_number, match.log.log_index)
             for request_id in self.requests_of(
                 match.subscription_id, match.log.block_number, paid=False
             ):
+                if self.own.get(key) == request_id:
+                    continue  # counted when this request stored it, before its pause
                 self.found[request_id] += 1
                 self.duplicates[request_id] += 1
 

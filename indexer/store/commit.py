@@ -80,15 +80,28 @@ async def lock_live(
     ctx: CommitContext, parts: dict[uuid.UUID, Blocks]
 ) -> tuple[dict[uuid.UUID, Blocks], set[uuid.UUID]]:
     """Lock the served requests; drop those whose status or cursor changed since the
-    window read them. Returns the live parts and the dropped ids."""
+    window read them, and block those that may no longer charge (the check holds at
+    every commit, not only at queue time). Returns the live parts and the dropped ids."""
     rows = await queries.fetch(ctx.conn, "lock_served_requests", request_ids=list(parts))
-    live, dropped = {}, set()
+    live, dropped, blocked = {}, set(), {}
     for row in rows:
-        if row["status"] in RUNNABLE and row["cursor"] == ctx.requests[row["id"]].cursor:
-            live[row["id"]] = parts[row["id"]]
+        request_id = row["id"]
+        if row["status"] not in RUNNABLE or row["cursor"] != ctx.requests[request_id].cursor:
+            log.info("window_request_dropped", request_id=str(request_id), status=row["status"])
+            dropped.add(request_id)
+        elif row["blocked_reason"] is not None:
+            log.info("backfill_blocked", request_id=str(request_id), reason=row["blocked_reason"])
+            blocked[request_id] = row["blocked_reason"]
+            dropped.add(request_id)
         else:
-            log.info("window_request_dropped", request_id=str(row["id"]), status=row["status"])
-            dropped.add(row["id"])
+            live[request_id] = parts[request_id]
+    if blocked:
+        await queries.execute(
+            ctx.conn,
+            "block_requests",
+            request_ids=list(blocked),
+            reasons=list(blocked.values()),
+        )
     return live, dropped
 
 

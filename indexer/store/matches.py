@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 import asyncpg
 
+from indexer import intervals
 from indexer.chain.errors import ProviderFault
 from indexer.db import queries
 from indexer.outbox.enqueue import Batch, enqueue
@@ -52,6 +53,7 @@ async def store_matches(ctx: CommitContext, tally: Tally) -> None:
     plan = tally.plan
     wanted = Counter(ctx.targets[c.subscription_id].workspace_id for c in plan.candidates)
     balances = await lock_balances(ctx.conn, wanted)
+    await find_own_matches(ctx, tally)
     if all(balances[w] >= n for w, n in wanted.items()):
         paid, duplicates = await store_staged(ctx, tally)  # no cut-off to find
     else:
@@ -70,6 +72,36 @@ async def settle(
     await enqueue(
         ctx.conn, ctx.chain_id, delivery_batches(ctx, tally, paid, duplicates), ctx.outbox
     )
+
+
+async def find_own_matches(ctx: CommitContext, tally: Tally) -> None:
+    """Matches a request stored before it paused for credits in the middle of a block:
+    they come back as candidates when it goes on, and must not count twice."""
+    keys = []
+    for request_id, part in tally.plan.parts.items():
+        request = ctx.requests[request_id]
+        block = request.recount_block
+        if block is not None and intervals.contains(part, block):
+            keys.append((request.subscription_id, block, request_id))
+    if not keys:
+        return
+    rows = await queries.fetch(
+        ctx.conn,
+        "own_stored_matches",
+        subscription_ids=[k[0] for k in keys],
+        blocks=[k[1] for k in keys],
+        request_ids=[k[2] for k in keys],
+    )
+    wanted = {(k[0], k[1]) for k in keys}
+    found_again = {
+        (c.subscription_id, c.log.block_number, c.log.log_index)
+        for c in tally.plan.candidates
+        if (c.subscription_id, c.log.block_number) in wanted
+    }
+    for row in rows:
+        key = (row["subscription_id"], row["block_number"], row["log_index"])
+        if key in found_again:
+            tally.own[key] = row["backfill_request_id"]
 
 
 def detailed(ctx: CommitContext, tally: Tally) -> set[uuid.UUID]:
@@ -141,10 +173,12 @@ def count_undetailed(tally: Tally, one_by_one: set[uuid.UUID], new_of: Counter[u
     found_of = Counter(
         c.subscription_id for c in tally.plan.candidates if c.subscription_id not in one_by_one
     )
+    own_of = Counter(s for s, _, _ in tally.own if s not in one_by_one)
     for subscription_id, found in found_of.items():
         (request_id,) = tally.plan.requests_by_subscription[subscription_id]
-        tally.found[request_id] += found
-        tally.duplicates[request_id] += found - new_of[subscription_id]
+        counted_before = own_of[subscription_id]  # its own, paid before a credit pause
+        tally.found[request_id] += found - counted_before
+        tally.duplicates[request_id] += found - new_of[subscription_id] - counted_before
 
 
 _LOG_COLUMNS = LogRow._fields

@@ -61,13 +61,25 @@ class Outcome:
 
 
 async def claim_deliveries(
-    pool: asyncpg.Pool, *, limit: int, per_subscription: int, lease_seconds: float
+    pool: asyncpg.Pool,
+    *,
+    limit: int,
+    strict_per_subscription: int,
+    independent_per_subscription: int,
+    lease_seconds: float,
 ) -> list[ClaimedDelivery]:
+    """Lease up to `limit` due rows, each subscription's by its `webhook_ordering`.
+
+    A strict subscription's first `strict_per_subscription` pending rows (write
+    order) may be in flight; an independent one's due rows may, up to
+    `independent_per_subscription` at once (see `claim_deliveries` in webhooks.sql).
+    """
     rows = await queries.fetch(
         pool,
         "claim_deliveries",
         limit=limit,
-        per_subscription=per_subscription,
+        strict_per_subscription=strict_per_subscription,
+        independent_per_subscription=independent_per_subscription,
         lease_seconds=lease_seconds,
     )
     return [ClaimedDelivery.from_record(row) for row in rows]

@@ -1,9 +1,11 @@
 """The delivery loop every worker runs: claim due outbox rows, send each, record outcomes.
 
 A long-running task rather than an interval job: when a delivery finishes, the
-next row of its subscription may become due, and waiting for the next tick
-would cap a subscription at one delivery per tick. The loop claims again as soon
-as a delivery finishes and otherwise polls every `webhook_poll_seconds`.
+next row of its subscription may become claimable (a strict subscription's next
+row, or an independent one's slot under its in-flight bound), and waiting for the
+next tick would cap a subscription at a few deliveries per tick. The loop claims
+again as soon as a delivery finishes and otherwise polls every
+`webhook_poll_seconds`, which also picks up rows whose retry has come due.
 
 Each claimed row is sent in its own task (at most `webhook_max_in_flight` per
 worker), so a slow receiver holds one slot for at most the attempt timeout.
@@ -75,7 +77,8 @@ class Dispatcher:
             deliveries = await claim_deliveries(
                 self.pool,
                 limit=limit,
-                per_subscription=self.settings.webhook_concurrency_per_subscription,
+                strict_per_subscription=self.settings.webhook_concurrency_per_subscription,
+                independent_per_subscription=self.settings.webhook_max_in_flight_per_subscription,
                 lease_seconds=self.settings.webhook_lease_seconds,
             )
         except UNAVAILABLE_ERRORS as exc:

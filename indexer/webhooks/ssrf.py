@@ -10,6 +10,11 @@ attacker could answer differently (DNS rebinding). TLS still verifies the
 certificate and sends SNI for the host name, because httpcore takes those from
 the URL, not from the address we connected to.
 
+The same rules also run when a customer sets a URL (`check_target`, called by
+`indexer.subscriptions`), so an unreachable target is refused with a 422 before
+any credit is spent on matches that could never be delivered. That check is
+advice, not the guard: DNS answers change, so the send-time check stays.
+
 `LOGFILL_WEBHOOK_ALLOW_PRIVATE=true` (local development, the demo, tests) lets
 loopback and private targets and plain http through; cloud metadata addresses,
 multicast and unspecified addresses stay refused even then.
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import socket
 import typing
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -38,6 +44,10 @@ METADATA_ADDRESSES = frozenset(
     for a in ("169.254.169.254", "fd00:ec2::254", "168.63.129.16", "100.100.100.200")
 )
 
+# Shared address space (RFC 6598, carrier-grade NAT): not global, yet neither
+# private nor reserved for `ipaddress`, so it needs its own name in a refusal.
+_SHARED = ipaddress.ip_network("100.64.0.0/10")
+
 # IPv6 ranges that carry an IPv4 address in their last 32 bits: IPv4-mapped,
 # the deprecated IPv4-compatible, and NAT64's well-known prefix.
 _EMBEDS_IPV4_LOW = tuple(
@@ -45,6 +55,13 @@ _EMBEDS_IPV4_LOW = tuple(
 )
 
 Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
+
+# How long a URL being set may take to resolve: the customer is waiting for the answer.
+SET_TIME_DNS_TIMEOUT_SECONDS = 2.0
+
+# Hosts the system resolver reads as an IPv4 number rather than a name (inet_aton):
+# dotted parts in decimal, octal (leading 0) or hex (0x), and fewer than 4 parts.
+_NUMERIC_HOST = re.compile(r"^[0-9a-fx.]+$", re.IGNORECASE)
 
 
 class WebhookRefused(LogfillError):
@@ -79,6 +96,8 @@ def _category(address: IPAddress) -> str | None:
         return "private"
     if address.is_reserved:
         return "reserved"
+    if address in _SHARED:
+        return "shared"
     if not address.is_global:
         return "non-global"
     return None
@@ -102,11 +121,25 @@ def refusal_reason(address: IPAddress, *, allow_private: bool = False) -> str | 
 
 
 def literal_address(host: str) -> IPAddress | None:
-    """The address a URL host names literally ([::1] or 127.0.0.1), else None."""
+    """The address a URL host names literally ([::1] or 127.0.0.1), else None.
+
+    Also the IPv4 spellings the system resolver takes as numbers: `0177.0.0.1`
+    (octal), `0x7f.1` (hex, short form), `2130706433` (one number), `127.1`. They
+    go through `inet_aton`, the routine getaddrinfo itself uses, so the address
+    checked is the one a connection would reach; `ipaddress` alone refuses them, and
+    they would pass for host names.
+    """
+    text = host.strip("[]").split("%", 1)[0]
     try:
-        return ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+        return ipaddress.ip_address(text)
     except ValueError:
+        pass
+    if not _NUMERIC_HOST.match(text):
         return None
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(text))
+    except OSError:
+        return None  # not a number after all (08.1, 1.2.3.4.5): a name
 
 
 def check_url(url: str, *, allow_private: bool = False) -> None:
@@ -140,6 +173,44 @@ def check_addresses(host: str, addresses: Iterable[str], *, allow_private: bool)
     if not checked:
         raise WebhookRefused(f"refused: webhook host {host} has no address")
     return checked
+
+
+async def check_target(
+    url: str,
+    *,
+    allow_private: bool,
+    resolve: Resolver,
+    dns_timeout: float = SET_TIME_DNS_TIMEOUT_SECONDS,
+) -> None:
+    """Refuse a webhook URL the send-time guard would refuse, when it is set.
+
+    The same rules as at send time: the scheme and a literal address
+    (`check_url`), then every address the host resolves to (`check_addresses`).
+    One difference: a host that does not resolve (or not within `dns_timeout`) is
+    refused here, whereas at send time it is a network failure that is retried. A
+    customer setting a URL is told at once that nothing can reach it, rather than
+    finding out from dead deliveries after the matches were charged.
+    """
+    check_url(url, allow_private=allow_private)
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if literal_address(host) is not None:
+        return  # checked by check_url
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise WebhookRefused("refused: webhook URL has an invalid port") from None
+    try:
+        async with asyncio.timeout(dns_timeout):
+            addresses = await resolve(host, port)
+    except TimeoutError:
+        raise WebhookRefused(
+            f"refused: webhook host {host} did not resolve within {dns_timeout:g} s"
+        ) from None
+    except OSError as exc:  # socket.gaierror: no such host, no address, resolver down
+        why = exc.strerror or str(exc) or type(exc).__name__
+        raise WebhookRefused(f"refused: webhook host {host} does not resolve ({why})") from None
+    check_addresses(host, addresses, allow_private=allow_private)
 
 
 async def system_resolve(host: str, port: int) -> list[str]:

@@ -27,6 +27,9 @@ class RequestState:
     order: Order
     remaining: Blocks
     queued_at: datetime
+    # The first block after a pause for credits: it may hold matches this request
+    # already paid for (a pause can fall in the middle of a block).
+    recount_block: int | None = None
     cursor: int | None = field(init=False)  # derived from `remaining`
 
     def __post_init__(self) -> None:

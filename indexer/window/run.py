@@ -9,6 +9,7 @@ coverage) -> record the window. No RPC call happens while a transaction is open.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -173,6 +174,7 @@ class Window:
         self.targets: dict[uuid.UUID, Target] = {}
         self._cu_mark = 0
         self.span = chain.max_block_range
+        self.began = time.monotonic()
         self.context = CommitContext(
             conn=conn,
             chain_id=chain_id,
@@ -192,6 +194,12 @@ class Window:
         except (RpcError, BudgetExhausted) as exc:
             self.stats.errors += 1
             self.stats.error = f"reading the head: {exc}"
+            await queries.execute(
+                self.conn,
+                "record_chain_transient_error",
+                chain_id=self.chain_id,
+                error=self.stats.error,
+            )
             return
         self.stats.head, self.stats.safe_head = heads.head, heads.safe_head
         await save_heads(self.conn, self.chain_id, heads)
@@ -219,8 +227,8 @@ class Window:
         paused = {row["id"] for row in unpaid}
         for row in rows:
             if row["status"] not in RUNNABLE or row["id"] in paused:
-                continue  # finished (coverage holds it all), or no credits to pay with
-            self.requests[row["id"]] = RequestState(
+                continue  # finished (coverage holds it all), blocked, or no credits to pay with
+            request = RequestState(
                 id=row["id"],
                 workspace_id=row["workspace_id"],
                 subscription_id=row["subscription_id"],
@@ -228,6 +236,9 @@ class Window:
                 remaining=intervals.from_ranges(row["remaining"]),
                 queued_at=row["created_at"],
             )
+            if row["resumed_for_credits"]:
+                request.recount_block = request.cursor
+            self.requests[row["id"]] = request
             if row["redeliver"]:
                 self.redeliver.add(row["id"])
         subscription_ids = list({r.subscription_id for r in self.requests.values()})
@@ -384,6 +395,14 @@ class Window:
             duration_s,
         )
 
+    def seconds_per_window(self) -> float:
+        """How far apart windows are: a tick, or the ticks this window took when it
+        spent its whole budget (the scheduler skips the ticks a window overruns)."""
+        tick = self.chain.tick_seconds
+        if self.budget.can_afford(self.chain.cu_cost("eth_getLogs")):
+            return tick  # not a full window: says nothing about how long one takes
+        return tick * max(1, math.ceil((time.monotonic() - self.began) / tick))
+
     async def update_estimates(self) -> None:
         """ETA of the chain's queue, FIFO, from the CU its remaining blocks need."""
         rows = await queries.fetch(self.conn, "runnable_queue", chain_id=self.chain_id)
@@ -395,7 +414,7 @@ class Window:
             call_cu=self.chain.cu_cost("eth_getLogs"),
             window_cu=self.chain.window_budget_cu,
             head_cu=self.chain.head_read_cu(),
-            tick_seconds=self.chain.tick_seconds,
+            tick_seconds=self.seconds_per_window(),
         )
         await queries.execute(
             self.conn,

@@ -221,8 +221,10 @@ async def test_queued_requests_get_an_eta_and_the_window_is_measured(
         )
     }
     # 10 calls of 100 blocks per window, 0.2 s per tick: the first request (50 calls left of
-    # 60) needs 5 more windows; the second starts after it.
-    assert rows[first]["started_at"] is not None and rows[first]["estimated_start_at"] is None
+    # 60) needs 5 more windows; the second starts after it. A started request keeps a start
+    # (it was queued without an estimate here, so its real one).
+    assert rows[first]["started_at"] is not None
+    assert rows[first]["estimated_start_at"] == rows[first]["started_at"]
     assert rows[second]["estimated_start_at"] >= rows[first]["estimated_finish_at"] - timedelta(
         seconds=0.2
     )

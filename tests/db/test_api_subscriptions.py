@@ -214,3 +214,40 @@ async def test_stored_events_are_listed_in_chain_order_and_decoded(
         f"/v1/subscriptions/{sub['id']}/backfills?after={first['next']}", headers=tenant.headers
     )
     assert (await expect_problem(response, 422))["errors"][0]["parameter"] == "after"
+
+
+async def test_webhook_ordering_is_independent_unless_strict_is_asked_for(
+    client: Client, tenant: Tenant, conn: asyncpg.Connection
+) -> None:
+    hook = "https://hooks.example.com/h"
+    default = await create_subscription(client, tenant, webhook_url=hook)
+    assert default["webhook_ordering"] == "independent"
+    strict = await create_subscription(client, tenant, webhook_url=hook, webhook_ordering="strict")
+    assert strict["webhook_ordering"] == "strict"
+    path = f"/v1/subscriptions/{strict['id']}"
+    assert (await body(await client.get(path, headers=tenant.headers)))["webhook_ordering"] == (
+        "strict"
+    )
+    listed = await body(await client.get("/v1/subscriptions", headers=tenant.headers))
+    assert [s["webhook_ordering"] for s in listed["items"]] == ["independent", "strict"]
+    renamed = await body(await client.patch(path, json={"name": "x"}, headers=tenant.headers))
+    assert renamed["webhook_ordering"] == "strict"  # absent: kept
+    switched = await body(
+        await client.patch(path, json={"webhook_ordering": "independent"}, headers=tenant.headers)
+    )
+    assert switched["webhook_ordering"] == "independent"
+    stored = await conn.fetchval(
+        "SELECT webhook_ordering FROM subscriptions WHERE id = $1", uuid.UUID(strict["id"])
+    )
+    assert stored == "independent"  # what the delivery loop reads
+    for method, url in (("POST", "/v1/subscriptions"), ("PATCH", path)):
+        response = await client.request(
+            method,
+            url,
+            json={"chain_id": CHAIN_ID, "webhook_ordering": "fifo"}
+            if method == "POST"
+            else {"webhook_ordering": "fifo"},
+            headers=tenant.headers,
+        )
+        problem = await expect_problem(response, 422)
+        assert [e["pointer"] for e in problem["errors"]] == ["/webhook_ordering"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import AsyncIterator, Sequence
 
 import asyncpg
@@ -14,7 +15,7 @@ from indexer.db.pool import create_pool
 from indexer.webhooks.dispatcher import delivering
 from indexer.webhooks.retry import Attempt, Failure
 from indexer.webhooks.sender import attempt_delivery, build_client
-from indexer.webhooks.ssrf import WebhookRefused, check_url, refusal_reason
+from indexer.webhooks.ssrf import WebhookRefused, check_url, literal_address, refusal_reason
 from tests.support.factories import make_workspace
 from tests.support.webhooks import (
     SECRET,
@@ -45,7 +46,8 @@ LOCAL = webhook_settings(webhook_allow_private=True)
         ("fd12::1", "private address fd12::1", None),
         ("fe80::1", "link-local address fe80::1", None),
         ("169.254.1.1", "link-local address 169.254.1.1", None),
-        ("100.64.0.1", "non-global address 100.64.0.1", None),
+        ("100.64.0.1", "shared address 100.64.0.1", None),
+        ("192.0.2.1", "private address 192.0.2.1", None),  # TEST-NET-1 (documentation)
         ("64:ff9b::a00:5", "private address 10.0.0.5 (as 64:ff9b::a00:5)", None),
         ("2002:a00:5::1", "private address 10.0.0.5 (as 2002:a00:5::1)", None),
         # Refused even where private targets are allowed:
@@ -101,6 +103,27 @@ def test_check_url(url: str, allow_private: bool, error: str | None) -> None:
         assert str(raised.value) == error
 
 
+NUMERIC_HOSTS = [
+    "127.0.0.1", "0177.0.0.1", "2130706433", "0x7f.1", "127.1", "017700000001", "0x7f000001",
+    "0xa9.0xfe.0xa9.0xfe", "012.0.0.5", "0xff", "0", "10", "1.2.3", "::1", "::ffff:127.0.0.1",
+    # Not numbers, for the system either: names (which then go to DNS).
+    "127.0.0.1.", "1.2.3.4.5", "08.0.0.1", "deadbeef", "4294967296", "0x100000000",
+    "256.0.0.1", "1.0x1000000", "0x", "hooks.example.com", "1e100.net",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("host", NUMERIC_HOSTS)
+def test_a_numeric_host_is_the_address_the_system_resolver_reads(host: str) -> None:
+    # AI_NUMERICHOST: the system's own reading of a host as a number, with no DNS.
+    try:
+        infos = socket.getaddrinfo(host, 443, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+        system = {ipaddress.ip_address(info[4][0]) for info in infos}
+    except socket.gaierror:
+        system = set()
+    literal = literal_address(host)
+    assert ({literal} if literal is not None else set()) == system
+
+
 class FakeDns:
     """A resolver with set answers, counting the questions."""
 
@@ -132,6 +155,9 @@ async def send(client: httpx.AsyncClient, url: str, settings: object = STRICT) -
         "https://169.254.169.254/latest/meta-data/",
         "https://[::1]:8443/hook",
         "https://10.1.2.3/hook",
+        "https://0x7f.1/hook",
+        "https://2130706433/hook",
+        "https://0177.0.0.1/hook",
     ],
 )
 @respx.mock(assert_all_called=False)
@@ -251,3 +277,11 @@ async def test_refused_deliveries_are_dead_at_once_with_the_reason(
     for delivery_id, error in ids.items():
         row = await delivery_row(conn, delivery_id)
         assert (row["attempts"], row["last_error"], row["last_status_code"]) == (1, error, None)
+
+
+async def test_a_numeric_spelling_connects_to_the_address_it_was_checked_as() -> None:
+    dns = FakeDns({})
+    async with receiver() as hook, build_client(LOCAL, resolve=dns) as client:
+        attempt = await send(client, f"http://0x7f.1:{hook.port}/hook", LOCAL)
+    assert attempt == Attempt(status_code=204)
+    assert dns.asked == []  # a number, never a name to look up

@@ -2,6 +2,8 @@
 
 Every request the receiver gets is checked with the independent `standardwebhooks`
 package. Schedules are fast (0.2 s steps) so that retries happen within a test.
+Tests about write order use subscriptions with `webhook_ordering = 'strict'`;
+new subscriptions are independent by default (tests/db/test_webhook_ordering.py).
 """
 
 from __future__ import annotations
@@ -17,7 +19,12 @@ import pytest
 from aiohttp import web
 
 from indexer.db.pool import create_pool
-from indexer.webhooks.claims import Outcome, claim_deliveries, record_outcomes
+from indexer.webhooks.claims import (
+    ClaimedDelivery,
+    Outcome,
+    claim_deliveries,
+    record_outcomes,
+)
 from indexer.webhooks.dispatcher import delivering
 from indexer.webhooks.retry import Decision
 from tests.support.factories import make_workspace
@@ -28,6 +35,7 @@ from tests.support.webhooks import (
     delivery_row,
     insert_delivery,
     receiver,
+    set_ordering,
     wait_until,
     webhook_settings,
 )
@@ -49,9 +57,12 @@ async def hook() -> AsyncIterator[Receiver]:
         yield target
 
 
-async def subscription(conn: asyncpg.Connection, url: str) -> uuid.UUID:
+async def subscription(
+    conn: asyncpg.Connection, url: str, ordering: str = "independent"
+) -> uuid.UUID:
     workspace = await make_workspace(conn)
-    return await create_subscription(conn, workspace, webhook_url=url)
+    created = await create_subscription(conn, workspace, webhook_url=url)
+    return await set_ordering(conn, created, ordering)
 
 
 async def statuses(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> list[str]:
@@ -86,7 +97,7 @@ def answers(*statuses: int, then: int = 204, **headers: str) -> Any:
 async def test_delivers_signed_bodies_in_order_and_records_it(
     conn: asyncpg.Connection, pool: asyncpg.Pool, hook: Receiver
 ) -> None:
-    sub = await subscription(conn, hook.url())
+    sub = await subscription(conn, hook.url(), "strict")
     ids = [await insert_delivery(conn, sub, events=3, first_block=10 * i) for i in range(5)]
     async with delivering(webhook_settings(), pool):
         await wait_until(all_in(conn, ids, "delivered"))
@@ -124,7 +135,7 @@ async def test_a_retrying_delivery_holds_back_the_later_ones_of_its_subscription
     conn: asyncpg.Connection, pool: asyncpg.Pool, hook: Receiver
 ) -> None:
     hook.handlers["/hook"] = answers(500, 500)
-    sub = await subscription(conn, hook.url())
+    sub = await subscription(conn, hook.url(), "strict")
     first, second = [await insert_delivery(conn, sub, first_block=b) for b in (1, 2)]
     async with delivering(webhook_settings(), pool):
         await wait_until(all_in(conn, [first, second], "delivered"))
@@ -143,7 +154,7 @@ async def test_concurrency_per_subscription_lets_several_go_at_once(
         return web.Response(status=200)
 
     hook.handlers["/hook"] = wait_for_both
-    sub = await subscription(conn, hook.url())
+    sub = await subscription(conn, hook.url(), "strict")
     ids = [await insert_delivery(conn, sub, first_block=b) for b in (1, 2, 3)]
     settings = webhook_settings(webhook_concurrency_per_subscription=2)
     async with delivering(settings, pool):
@@ -226,7 +237,7 @@ async def test_410_gone_disables_the_subscriptions_webhook(
     conn: asyncpg.Connection, pool: asyncpg.Pool, hook: Receiver
 ) -> None:
     hook.handlers["/hook"] = answers(410)
-    sub = await subscription(conn, hook.url())
+    sub = await subscription(conn, hook.url(), "strict")
     gone, after = [await insert_delivery(conn, sub, first_block=b) for b in (1, 2)]
     async with delivering(webhook_settings(), pool):
         await wait_until(all_in(conn, [gone, after], "dead"))
@@ -276,7 +287,7 @@ def receiver_verifies(received: Received, secret: str) -> bool:
 async def test_two_workers_deliver_every_row_once_in_order(
     conn: asyncpg.Connection, database_url: str, hook: Receiver
 ) -> None:
-    subs = [await subscription(conn, hook.url(f"/s{i}")) for i in range(6)]
+    subs = [await subscription(conn, hook.url(f"/s{i}"), "strict") for i in range(6)]
     ids = {sub: [await insert_delivery(conn, sub, first_block=b) for b in range(8)] for sub in subs}
     pools = [await create_pool(database_url, min_size=1, max_size=4) for _ in range(2)]
     try:
@@ -297,12 +308,16 @@ async def test_two_workers_deliver_every_row_once_in_order(
 
 
 async def test_claims_keep_order_and_leases(conn: asyncpg.Connection, pool: asyncpg.Pool) -> None:
-    sub = await subscription(conn, "http://127.0.0.1:9/hook")
+    sub = await subscription(conn, "http://127.0.0.1:9/hook", "strict")
     first, second = [await insert_delivery(conn, sub, first_block=b) for b in (1, 2)]
 
     async def claim(per_subscription: int = 1) -> list[uuid.UUID]:
         claimed = await claim_deliveries(
-            pool, limit=10, per_subscription=per_subscription, lease_seconds=30
+            pool,
+            limit=10,
+            strict_per_subscription=per_subscription,
+            independent_per_subscription=8,
+            lease_seconds=30,
         )
         return [c.id for c in claimed]
 
@@ -325,9 +340,9 @@ async def test_an_outcome_is_not_recorded_once_the_lease_is_lost(
 ) -> None:
     sub = await subscription(conn, "http://127.0.0.1:9/hook")
     delivery = await insert_delivery(conn, sub)
-    (stale,) = await claim_deliveries(pool, limit=1, per_subscription=1, lease_seconds=30)
+    (stale,) = await claim_one(pool)
     await conn.execute("UPDATE webhook_deliveries SET leased_until = now() - interval '1s'")
-    (fresh,) = await claim_deliveries(pool, limit=1, per_subscription=1, lease_seconds=30)
+    (fresh,) = await claim_one(pool)
     assert stale.lease_token != fresh.lease_token
     recorded = await record_outcomes(pool, [Outcome(stale, Decision("delivered"), 200)])
     assert recorded == set()
@@ -336,3 +351,13 @@ async def test_an_outcome_is_not_recorded_once_the_lease_is_lost(
     assert await record_outcomes(pool, [Outcome(fresh, failed, 500)]) == {delivery}
     row = await delivery_row(conn, delivery)
     assert (row["status"], row["last_error"], row["lease_token"]) == ("pending", "HTTP 500", None)
+
+
+async def claim_one(pool: asyncpg.Pool) -> list[ClaimedDelivery]:
+    return await claim_deliveries(
+        pool,
+        limit=1,
+        strict_per_subscription=1,
+        independent_per_subscription=1,
+        lease_seconds=30,
+    )

@@ -11,6 +11,8 @@ import asyncpg
 from aiohttp.test_utils import TestClient, TestServer
 
 from api.app import create_app
+from api.handlers.subscriptions import WEBHOOK_RESOLVER
+from indexer.webhooks.ssrf import Resolver
 from tests.support.api import (
     Client,
     api_settings,
@@ -20,6 +22,7 @@ from tests.support.api import (
     make_tenant,
     make_unlimited_plan,
 )
+from tests.support.webhooks import FakeDns
 
 SCHEMATHESIS = str(Path(sys.executable).parent / "schemathesis")
 # Statuses a schema-valid request may still get: unknown ids, state and range refusals
@@ -54,6 +57,8 @@ async def test_schemathesis_finds_no_failure(
     plan = await make_unlimited_plan(conn)
     tenant = await make_tenant(conn, plan=plan)
     app = create_app(api_settings(), database_url=database_url)
+    resolve: Resolver = FakeDns()  # generated webhook hosts must not reach real DNS
+    app[WEBHOOK_RESOLVER] = resolve
     async with TestClient(TestServer(app, host="127.0.0.1")) as live:
         sub = await create_subscription(live, tenant, webhook_url="https://example.com/h")
         await create_backfill(live, tenant, sub["id"])

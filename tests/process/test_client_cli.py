@@ -170,3 +170,16 @@ def test_url_and_key_from_the_environment(
     unreachable = cli("list", "--subscription", live.subscription_id, auth=False)
     assert unreachable.code == 1
     assert unreachable.err.startswith("logfill: cannot reach the API at http://127.0.0.1:9")
+
+
+def test_create_prints_the_request_id_and_its_estimated_window_start(cli: Any, live: Live) -> None:
+    ran = _create(cli, live)
+    assert ran.code == 0, ran.err
+    first_line, second_line = ran.out.splitlines()[:2]
+    assert first_line == "accepted"
+    request_id = second_line.split()[1]
+    uuid.UUID(request_id)
+    [estimated] = [line for line in ran.out.splitlines() if "estimated" in line]
+    start = estimated.split("window start ")[1].split(",")[0]
+    shown = live.http("GET", f"/v1/backfill/{request_id}")
+    assert start == shown["estimated_start_at"] is not None

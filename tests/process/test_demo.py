@@ -10,19 +10,24 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
+import psutil
 import pytest
 from rich.console import Console
 
+from demo.chain import PROJECT_ROOT
 from demo.run import DemoOptions, run_demo
 from demo.service import WINDOW_BUDGET_CU
 from demo.story import Summary, check_summary
 from tests.support.processes import LOGFILL_BIN, all_gone, descendants
+from tests.support.terminal import in_terminal
 
 BLOCKS = 300
 
@@ -128,6 +133,35 @@ def test_logfill_demo_keep_stays_up_until_ctrl_c_then_stops_everything(
         out.close()
     assert "Everything the demo started is stopped." in (tmp_path / "demo.out").read_text()
     assert all_gone(children)
+
+
+def test_closing_the_terminal_of_the_demo_keep_stops_everything_it_started(
+    tmp_path: Path,
+) -> None:
+    """`make demo ARGS=--keep` (= `python -m demo --keep`) in a terminal that is then closed.
+
+    No database URL: the demo's own embedded PostgreSQL in its temporary folder, as a
+    new user runs it. After the hang-up nothing it started runs, and its folder is gone.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOGFILL_")}
+    argv = [sys.executable, "-m", "demo", "--keep", "--blocks", "100"]
+    with in_terminal(argv, env, cwd=PROJECT_ROOT) as terminal:
+        shown = terminal.wait_for("The service is up", timeout=180)
+        text = re.sub(r"\x1b\[[0-9;]*m", "", shown)  # rich's colours
+        found = re.search(r"(/\S*logfill-demo-[^/\s]+)/logfill\.log", text)
+        assert found, text
+        folder = Path(found.group(1))
+        children = descendants(terminal.proc.pid)  # anvil and `logfill run`
+        server = {
+            p.pid
+            for p in psutil.process_iter(["name", "cmdline"])
+            if p.info["name"] == "postgres" and str(folder) in " ".join(p.info["cmdline"] or [])
+        }
+        assert len(children) >= 2 and server and folder.is_dir(), text
+        terminal.close()
+        assert terminal.proc.wait(timeout=60) == 0
+    assert all_gone(children | server, timeout=15)
+    assert not folder.exists()
 
 
 @pytest.mark.parametrize("blocks", [0])

@@ -18,8 +18,11 @@ from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 
 from api.app import create_app
+from api.handlers.subscriptions import WEBHOOK_RESOLVER
 from indexer.accounts import create_workspace
 from indexer.settings import ChainSettings, Settings
+from indexer.webhooks.ssrf import Resolver
+from tests.support.webhooks import FakeDns
 
 CHAIN_ID = 1
 PROBLEM = "application/problem+json"
@@ -39,6 +42,8 @@ def api_settings(**overrides: Any) -> Settings:
 @asynccontextmanager
 async def serve(database_url: str, **overrides: Any) -> AsyncIterator[Client]:
     app = create_app(api_settings(**overrides), database_url=database_url)
+    resolve: Resolver = FakeDns()  # webhook URLs are resolved when set: never real DNS
+    app[WEBHOOK_RESOLVER] = resolve
     async with TestClient(TestServer(app)) as client:
         yield client
 

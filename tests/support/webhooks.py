@@ -1,11 +1,12 @@
-"""Helpers for webhook tests: a real aiohttp receiver, outbox rows, fast settings."""
+"""Helpers for webhook tests: a real aiohttp receiver, outbox rows, fast settings, fake DNS."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,9 @@ from indexer.settings import Settings
 
 SECRET = "whsec_dGVzdHNlY3JldA=="  # tests.support.window.create_subscription's
 FAST_SCHEDULE = (0, 0.2, 0.4, 0.6, 0.8)
+# A global unicast address (no test ever connects to it): what the fake DNS answers
+# for the example names tests set as webhook URLs.
+PUBLIC_ADDRESS = "93.184.215.14"
 
 Handler = Callable[["Received"], Awaitable[web.StreamResponse]]
 
@@ -198,3 +202,44 @@ async def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(every)
+
+
+# Names the fake DNS answers with internal addresses (RFC 2606 .test names, and localhost).
+INTERNAL_NAMES: dict[str, Sequence[str]] = {
+    "localhost": ["127.0.0.1", "::1"],
+    "internal.test": ["10.0.0.5"],
+    "metadata.test": ["169.254.169.254"],
+    "cgnat.test": ["100.64.1.2"],
+    "mixed.test": [PUBLIC_ADDRESS, "10.1.1.1"],  # one public, one private answer
+}
+
+
+class FakeDns:
+    """A resolver with set answers, counting the questions; unknown names do not resolve.
+
+    Names under example.com, .example and .test resolve to `PUBLIC_ADDRESS` (RFC
+    2606 names, what the tests give as webhook URLs), except `INTERNAL_NAMES`; API
+    tests never depend on real DNS.
+    """
+
+    def __init__(self, answers: dict[str, Sequence[str]] | None = None) -> None:
+        self.answers = {**INTERNAL_NAMES, **(answers or {})}
+        self.asked: list[str] = []
+
+    async def __call__(self, host: str, port: int) -> Sequence[str]:
+        self.asked.append(host)
+        if host in self.answers:
+            return self.answers[host]
+        if host == "example.com" or host.endswith((".example.com", ".example", ".test")):
+            return [PUBLIC_ADDRESS]
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+
+async def set_ordering(
+    conn: asyncpg.Connection, subscription_id: uuid.UUID, ordering: str
+) -> uuid.UUID:
+    """Set a subscription's `webhook_ordering` ("strict" or "independent")."""
+    await conn.execute(
+        "UPDATE subscriptions SET webhook_ordering = $2 WHERE id = $1", subscription_id, ordering
+    )
+    return subscription_id

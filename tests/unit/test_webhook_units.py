@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import random
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -27,6 +28,7 @@ from indexer.webhooks.retry import (
 from indexer.webhooks.sender import answered, excerpt
 from indexer.webhooks.signing import sign, signature_header, webhook_headers
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 OLD_SECRET = "whsec_dGVzdHNlY3JldA=="
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
@@ -184,9 +186,28 @@ def test_jitter_spreads_within_bounds() -> None:
     assert len(set(delays)) > 100  # actually random, not a constant
 
 
-def test_default_schedule_is_svix_like() -> None:
+def spelled(seconds: float) -> str:
+    """A delay as the README writes it: 5 s, 30 min, 10 h."""
+    if seconds < 60:
+        return f"{seconds:g} s"
+    if seconds < 3600:
+        return f"{seconds / 60:g} min"
+    return f"{seconds / 3600:g} h"
+
+
+def test_the_default_schedule_is_the_one_readme_and_env_example_publish() -> None:
+    # Svix's schedule with short early retries (1 s, 30 s): a receiver's one-off
+    # failure costs seconds; a receiver down for good still gets the long tail.
     schedule = Settings().webhook_retry_schedule
-    assert schedule == (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
+    assert schedule == (0, 1, 5, 30, 300, 1800, 7200, 18000, 36000, 36000)
+    env = (REPO_ROOT / ".env.example").read_text().splitlines()
+    assert f"LOGFILL_WEBHOOK_RETRY_SCHEDULE={','.join(f'{d:g}' for d in schedule)}" in env
+    readme = " ".join((REPO_ROOT / "README.md").read_text().split())
+    delays = [spelled(d) for d in schedule[1:]]
+    assert f"at once, then after {', '.join(delays[:-1])} and {delays[-1]}" in readme
+    assert "ten attempts" in readme and len(schedule) == 10
+    # When a delivery to a receiver that is down for good is dead, as the README says.
+    assert f"about {sum(schedule) / 3600:.1f} hours (±20%) after the first" in readme
 
 
 @pytest.mark.parametrize(

@@ -13,15 +13,18 @@ LEFT JOIN chain_state cs ON cs.chain_id = s.chain_id
 LEFT JOIN subscription_coverage c ON c.subscription_id = s.id
 WHERE w.id = $1;
 
--- insert_backfill(workspace_id, subscription_id, chain_id, from_block, to_block, block_order, rescan, redeliver, labels) --
--- A new request, queued with its cursor on its first block in scan order.
+-- insert_backfill(workspace_id, subscription_id, chain_id, from_block, to_block, block_order, rescan, redeliver, labels, estimated_start_at, estimated_finish_at) --
+-- A new request, queued with its cursor on its first block in scan order, and when it
+-- is expected to start and finish behind the queue ahead of it.
 INSERT INTO backfill_requests (workspace_id, subscription_id, chain_id, from_block, to_block,
-                               block_order, cursor, rescan, redeliver, labels)
+                               block_order, cursor, rescan, redeliver, labels,
+                               estimated_start_at, estimated_finish_at)
 VALUES ($1, $2, $3, $4::bigint, $5::bigint, $6::text,
-        CASE WHEN $6::text = 'desc' THEN $5::bigint ELSE $4::bigint END, $7, $8, $9)
+        CASE WHEN $6::text = 'desc' THEN $5::bigint ELSE $4::bigint END, $7, $8, $9, $10, $11)
 RETURNING id, subscription_id, chain_id, status, from_block, to_block, block_order, cursor,
           rescan, redeliver, labels, blocks_scanned, matches, new_matches, duplicate_matches,
           credits_charged, cu_spent, windows, error, estimated_start_at, estimated_finish_at,
+       last_transient_error, last_transient_error_at, blocked_reason,
           created_at, started_at, finished_at, updated_at,
           NULL::bigint AS remaining_blocks;
 
@@ -30,6 +33,7 @@ RETURNING id, subscription_id, chain_id, status, from_block, to_block, block_ord
 SELECT id, subscription_id, chain_id, status, from_block, to_block, block_order, cursor,
        rescan, redeliver, labels, blocks_scanned, matches, new_matches, duplicate_matches,
        credits_charged, cu_spent, windows, error, estimated_start_at, estimated_finish_at,
+       last_transient_error, last_transient_error_at, blocked_reason,
        created_at, started_at, finished_at, updated_at,
        (SELECT sum(upper(x) - lower(x)) FROM unnest(remaining) AS x)::bigint
            AS remaining_blocks
@@ -41,6 +45,7 @@ WHERE id = $1 AND workspace_id = $2;
 SELECT id, subscription_id, chain_id, status, from_block, to_block, block_order, cursor,
        rescan, redeliver, labels, blocks_scanned, matches, new_matches, duplicate_matches,
        credits_charged, cu_spent, windows, error, estimated_start_at, estimated_finish_at,
+       last_transient_error, last_transient_error_at, blocked_reason,
        created_at, started_at, finished_at, updated_at,
        (SELECT sum(upper(x) - lower(x)) FROM unnest(remaining) AS x)::bigint
            AS remaining_blocks
@@ -58,9 +63,20 @@ SELECT status FROM backfill_requests WHERE id = $1 AND workspace_id = $2;
 -- pause_backfill(backfill_id, workspace_id) --
 -- Owner pause: the cursor stays where it is; windows skip paused requests.
 UPDATE backfill_requests
-SET status = 'paused', updated_at = now()
-WHERE id = $1 AND workspace_id = $2 AND status IN ('queued', 'processing', 'paused_credits')
+SET status = 'paused', blocked_reason = NULL, updated_at = now()
+WHERE id = $1 AND workspace_id = $2
+  AND status IN ('queued', 'processing', 'paused_credits', 'blocked')
 RETURNING id;
+
+-- backfill_rules(backfill_id, workspace_id) --
+-- What a request needs to run (its workspace's plan, its subscription's stored
+-- events), checked before an owner resumes or retries it.
+SELECT p.backfill_enabled, s.stored_events
+FROM backfill_requests r
+JOIN workspaces w ON w.id = r.workspace_id
+JOIN plans p ON p.name = w.plan
+JOIN subscriptions s ON s.id = r.subscription_id
+WHERE r.id = $1 AND r.workspace_id = $2;
 
 -- resume_backfill(backfill_id, workspace_id) --
 -- Owner resume: back to where it was before the pause.
@@ -73,9 +89,10 @@ RETURNING id;
 -- cancel_backfill(backfill_id, workspace_id) --
 -- Owner cancel: terminal, so no cursor.
 UPDATE backfill_requests
-SET status = 'cancelled', cursor = NULL, finished_at = now(), updated_at = now()
+SET status = 'cancelled', cursor = NULL, blocked_reason = NULL, finished_at = now(),
+    updated_at = now()
 WHERE id = $1 AND workspace_id = $2
-  AND status IN ('queued', 'processing', 'paused_credits', 'paused')
+  AND status IN ('queued', 'processing', 'paused_credits', 'paused', 'blocked')
 RETURNING id;
 
 -- retry_backfill(backfill_id, workspace_id) --

@@ -33,12 +33,35 @@ CREATE TEMP TABLE IF NOT EXISTS window_matches (
 
 -- lock_served_requests(request_ids) --
 -- The requests a commit advances, locked; the commit skips any whose status or
--- cursor changed since the window read them (owner pause/cancel, another leader).
-SELECT id, status, cursor
-FROM backfill_requests
-WHERE id = ANY($1::uuid[])
-ORDER BY id
-FOR UPDATE;
+-- cursor changed since the window read them (owner pause/cancel, another leader),
+-- and blocks any that may not charge now (`blocked_reason` not null: the plan no
+-- longer includes backfill, or the subscription stores no events).
+SELECT r.id, r.status, r.cursor,
+       backfill_blocked_reason(w.plan, p.backfill_enabled, s.stored_events) AS blocked_reason
+FROM backfill_requests r
+JOIN workspaces w ON w.id = r.workspace_id
+JOIN plans p ON p.name = w.plan
+JOIN subscriptions s ON s.id = r.subscription_id
+WHERE r.id = ANY($1::uuid[])
+ORDER BY r.id
+FOR UPDATE OF r;
+
+-- block_requests(request_ids, reasons) --
+-- Requests that lost their right to run stop here, with the reason; the window lets
+-- them go on once the rule holds again (`refresh_runnable_requests`).
+UPDATE backfill_requests r
+SET status = 'blocked', blocked_reason = b.reason, updated_at = now()
+FROM unnest($1::uuid[], $2::text[]) AS b (id, reason)
+WHERE r.id = b.id AND r.status IN ('queued', 'processing', 'paused_credits');
+
+-- own_stored_matches(subscription_ids, blocks, request_ids) --
+-- Matches already stored under these requests in these blocks: what a request
+-- paid for before it paused for credits in the middle of a block, found again
+-- when it goes on (neither new nor a duplicate for that request).
+SELECT m.subscription_id, m.block_number, m.log_index, m.backfill_request_id
+FROM unnest($1::uuid[], $2::bigint[], $3::uuid[]) AS k (subscription_id, block_number, request_id)
+JOIN matches m ON m.subscription_id = k.subscription_id AND m.block_number = k.block_number
+              AND m.backfill_request_id = k.request_id;
 
 -- lock_workspaces(workspace_ids) --
 -- Balances of the workspaces a commit charges, locked in id order (no deadlocks
@@ -122,6 +145,7 @@ SET remaining = $3,
     started_at = coalesce(started_at, now()),
     finished_at = CASE WHEN $5 IN ('completed', 'completed_noop') THEN now() END,
     last_transient_error = NULL,
+    last_transient_error_at = NULL,
     updated_at = now()
 WHERE id = $1 AND cursor IS NOT DISTINCT FROM $2
 RETURNING id;

@@ -1,28 +1,28 @@
 -- Customers' subscriptions: filters, webhook endpoint and secrets, coverage, stored events.
 -- Blocks: `-- name(parameters) --`, a description, the query (docs/architecture.md).
 
--- insert_subscription(workspace_id, chain_id, name, addresses, topics, events, event_abis, webhook_url, webhook_secret, stored_events) --
+-- insert_subscription(workspace_id, chain_id, name, addresses, topics, events, event_abis, webhook_url, webhook_secret, webhook_ordering, stored_events) --
 -- A new subscription; the secret is returned here and by a rotation only.
 INSERT INTO subscriptions (workspace_id, chain_id, name, addresses, topics, events, event_abis,
-                           webhook_url, webhook_secret, stored_events)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                           webhook_url, webhook_secret, webhook_ordering, stored_events)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 RETURNING id, chain_id, name, addresses, topics, events, event_abis, webhook_url,
-          webhook_secret, webhook_disabled_at, webhook_disabled_reason, stored_events,
-          created_at, updated_at;
+          webhook_secret, webhook_disabled_at, webhook_disabled_reason, webhook_ordering,
+          stored_events, created_at, updated_at;
 
 -- get_subscription(subscription_id, workspace_id) --
 -- One subscription of a workspace.
 SELECT id, chain_id, name, addresses, topics, events, event_abis, webhook_url,
-       webhook_secret, webhook_disabled_at, webhook_disabled_reason, stored_events,
-       created_at, updated_at
+       webhook_secret, webhook_disabled_at, webhook_disabled_reason, webhook_ordering,
+       stored_events, created_at, updated_at
 FROM subscriptions
 WHERE id = $1 AND workspace_id = $2;
 
 -- lock_subscription(subscription_id, workspace_id) --
 -- One subscription of a workspace, locked for a read-modify-write (PATCH, rotation).
 SELECT id, chain_id, name, addresses, topics, events, event_abis, webhook_url,
-       webhook_secret, webhook_disabled_at, webhook_disabled_reason, stored_events,
-       created_at, updated_at, previous_webhook_secret, previous_secret_expires_at
+       webhook_secret, webhook_disabled_at, webhook_disabled_reason, webhook_ordering,
+       stored_events, created_at, updated_at, previous_webhook_secret, previous_secret_expires_at
 FROM subscriptions
 WHERE id = $1 AND workspace_id = $2
 FOR UPDATE;
@@ -30,25 +30,26 @@ FOR UPDATE;
 -- list_subscriptions(workspace_id, after_created_at, after_id, limit) --
 -- A workspace's subscriptions, oldest first, after a keyset cursor (null: first page).
 SELECT id, chain_id, name, addresses, topics, events, event_abis, webhook_url,
-       webhook_secret, webhook_disabled_at, webhook_disabled_reason, stored_events,
-       created_at, updated_at
+       webhook_secret, webhook_disabled_at, webhook_disabled_reason, webhook_ordering,
+       stored_events, created_at, updated_at
 FROM subscriptions
 WHERE workspace_id = $1
   AND ($2::timestamptz IS NULL OR (created_at, id) > ($2::timestamptz, $3::uuid))
 ORDER BY created_at, id
 LIMIT $4;
 
--- update_subscription(subscription_id, workspace_id, name, addresses, topics, events, event_abis, webhook_url, webhook_secret, previous_webhook_secret, previous_secret_expires_at, webhook_disabled_at, webhook_disabled_reason, stored_events) --
+-- update_subscription(subscription_id, workspace_id, name, addresses, topics, events, event_abis, webhook_url, webhook_secret, previous_webhook_secret, previous_secret_expires_at, webhook_disabled_at, webhook_disabled_reason, webhook_ordering, stored_events) --
 -- Write a subscription's new state (worked out in Python from the locked row).
 UPDATE subscriptions
 SET name = $3, addresses = $4, topics = $5, events = $6, event_abis = $7,
     webhook_url = $8, webhook_secret = $9, previous_webhook_secret = $10,
     previous_secret_expires_at = $11, webhook_disabled_at = $12,
-    webhook_disabled_reason = $13, stored_events = $14, updated_at = now()
+    webhook_disabled_reason = $13, webhook_ordering = $14, stored_events = $15,
+    updated_at = now()
 WHERE id = $1 AND workspace_id = $2
 RETURNING id, chain_id, name, addresses, topics, events, event_abis, webhook_url,
-          webhook_secret, webhook_disabled_at, webhook_disabled_reason, stored_events,
-          created_at, updated_at;
+          webhook_secret, webhook_disabled_at, webhook_disabled_reason, webhook_ordering,
+          stored_events, created_at, updated_at;
 
 -- rotate_webhook_secret(subscription_id, workspace_id, new_secret, grace_seconds) --
 -- New signing secret; the old one keeps signing for `$4` seconds (receivers switch over).
@@ -59,8 +60,8 @@ SET previous_webhook_secret = webhook_secret,
     updated_at = now()
 WHERE id = $1 AND workspace_id = $2 AND webhook_url IS NOT NULL
 RETURNING id, chain_id, name, addresses, topics, events, event_abis, webhook_url,
-          webhook_secret, webhook_disabled_at, webhook_disabled_reason, stored_events,
-          created_at, updated_at;
+          webhook_secret, webhook_disabled_at, webhook_disabled_reason, webhook_ordering,
+          stored_events, created_at, updated_at;
 
 -- reset_subscription_coverage(subscription_id) --
 -- A new filter: blocks scanned with the old one say nothing about the new one.

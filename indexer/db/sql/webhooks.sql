@@ -1,13 +1,20 @@
 -- Sending deliveries: claiming due rows under a lease, recording outcomes.
 -- Blocks: `-- name(parameters) --`, a description, the query (docs/architecture.md).
 
--- claim_deliveries(limit, per_subscription, lease_seconds) --
--- Lease up to $1 due deliveries for this worker. A subscription's pending rows go out
--- in write order: only its first $2 pending rows (by seq) may be in flight, and a row
--- is taken only when due and not leased, so with $2 = 1 nothing overtakes an earlier
--- row that is in flight or waiting for its retry. Subscriptions with pending rows are
--- found with a skip scan of the partial (subscription_id, seq) index, so a backlog of
--- a million rows in one subscription costs one index probe, not a million. FOR UPDATE
+-- claim_deliveries(limit, strict_per_subscription, independent_per_subscription, lease_seconds) --
+-- Lease up to $1 due deliveries for this worker, oldest due first, following each
+-- subscription's `webhook_ordering`:
+-- - strict: the rows go out in write (block) order. Only the subscription's first $2
+--   pending rows (by seq) may be in flight, and a row is taken only when due and not
+--   leased, so with $2 = 1 nothing overtakes an earlier row that is in flight or
+--   waiting for its retry.
+-- - independent: any due row that is not leased, oldest due first, while fewer than
+--   $3 rows of the subscription are in flight (all workers together). A row waiting
+--   for its retry holds back nothing.
+-- Subscriptions with pending rows are found with a skip scan of the partial
+-- (subscription_id, seq) index, and each one's rows with a short index probe (its
+-- head by seq; its due rows by next_attempt_at; its leased rows), so a backlog of a
+-- million rows in one subscription costs a few probes, not a million. FOR UPDATE
 -- SKIP LOCKED re-checks the lease on the row itself: two workers never claim the
 -- same row, even when both saw it free. Each claimed row gets a fresh lease token.
 WITH RECURSIVE pending_subscriptions AS (
@@ -19,9 +26,10 @@ WITH RECURSIVE pending_subscriptions AS (
             ORDER BY d.subscription_id LIMIT 1)
     FROM pending_subscriptions p
     WHERE p.subscription_id IS NOT NULL
-), candidates AS (
+), strict_heads AS (
     SELECT head.id, head.next_attempt_at
     FROM pending_subscriptions p
+    JOIN subscriptions s ON s.id = p.subscription_id AND s.webhook_ordering = 'strict'
     CROSS JOIN LATERAL (
         SELECT d.id, d.next_attempt_at, d.leased_until
         FROM webhook_deliveries d
@@ -29,10 +37,31 @@ WITH RECURSIVE pending_subscriptions AS (
         ORDER BY d.seq
         LIMIT $2
     ) head
-    WHERE p.subscription_id IS NOT NULL
-      AND head.next_attempt_at <= now()
+    WHERE head.next_attempt_at <= now()
       AND (head.leased_until IS NULL OR head.leased_until < now())
-    ORDER BY head.next_attempt_at
+), independent_due AS (
+    SELECT due.id, due.next_attempt_at
+    FROM pending_subscriptions p
+    JOIN subscriptions s ON s.id = p.subscription_id AND s.webhook_ordering = 'independent'
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS n FROM webhook_deliveries f
+        WHERE f.subscription_id = p.subscription_id AND f.status = 'pending'
+          AND f.leased_until IS NOT NULL AND f.leased_until >= now()
+    ) flying
+    CROSS JOIN LATERAL (
+        SELECT d.id, d.next_attempt_at
+        FROM webhook_deliveries d
+        WHERE d.subscription_id = p.subscription_id AND d.status = 'pending'
+          AND d.next_attempt_at <= now()
+          AND (d.leased_until IS NULL OR d.leased_until < now())
+        ORDER BY d.next_attempt_at, d.seq
+        LIMIT greatest($3 - flying.n, 0)
+    ) due
+), candidates AS (
+    SELECT id, next_attempt_at FROM strict_heads
+    UNION ALL
+    SELECT id, next_attempt_at FROM independent_due
+    ORDER BY next_attempt_at
     LIMIT $1
 ), locked AS (
     SELECT d.id FROM webhook_deliveries d
@@ -43,7 +72,7 @@ WITH RECURSIVE pending_subscriptions AS (
     FOR UPDATE OF d SKIP LOCKED
 )
 UPDATE webhook_deliveries d
-SET leased_until = now() + make_interval(secs => $3),
+SET leased_until = now() + make_interval(secs => $4),
     lease_token = gen_random_uuid(),
     attempts = d.attempts + 1,
     last_attempt_at = now()

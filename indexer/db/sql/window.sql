@@ -83,34 +83,49 @@ RETURNING r.id;
 -- Take the chain's runnable requests: subtract the coverage their subscription
 -- gained since (unless they rescan or redeliver: those scan covered blocks too),
 -- finish those with nothing left to scan, resume paused_credits ones whose
--- workspace has credits again.
+-- workspace has credits again. A request whose plan no longer includes backfill
+-- or whose subscription no longer stores events becomes `blocked` with the reason;
+-- a blocked one whose rule holds again goes on. `resumed_for_credits`: the request
+-- waited for credits until now (its first block may hold matches it already paid).
 WITH runnable AS (
-    SELECT r.id,
+    SELECT r.id, r.status AS old_status,
            coalesce(r.remaining, int8multirange(int8range(r.from_block, r.to_block, '[]')))
              - CASE WHEN r.rescan OR r.redeliver THEN '{}'::int8multirange
-                    ELSE coalesce(c.covered, '{}'::int8multirange) END AS remaining
+                    ELSE coalesce(c.covered, '{}'::int8multirange) END AS remaining,
+           backfill_blocked_reason(w.plan, p.backfill_enabled, s.stored_events) AS blocked_reason
     FROM backfill_requests r
     JOIN workspaces w ON w.id = r.workspace_id
+    JOIN plans p ON p.name = w.plan
+    JOIN subscriptions s ON s.id = r.subscription_id
     LEFT JOIN subscription_coverage c ON c.subscription_id = r.subscription_id
     WHERE r.chain_id = $1
-      AND (r.status IN ('queued', 'processing') OR (r.status = 'paused_credits' AND w.credits > 0))
+      AND (r.status IN ('queued', 'processing', 'blocked')
+           OR (r.status = 'paused_credits' AND w.credits > 0))
     FOR UPDATE OF r
 )
 UPDATE backfill_requests r
-SET remaining = runnable.remaining,
-    cursor = CASE WHEN isempty(runnable.remaining) THEN NULL
+SET remaining = CASE WHEN runnable.blocked_reason IS NULL THEN runnable.remaining
+                     ELSE r.remaining END,
+    cursor = CASE WHEN runnable.blocked_reason IS NOT NULL THEN r.cursor
+                  WHEN isempty(runnable.remaining) THEN NULL
                   WHEN r.block_order = 'desc' THEN upper(runnable.remaining) - 1
                   ELSE lower(runnable.remaining) END,
-    status = CASE WHEN NOT isempty(runnable.remaining) THEN
-                      CASE WHEN r.status = 'paused_credits' THEN 'processing' ELSE r.status END
+    status = CASE WHEN runnable.blocked_reason IS NOT NULL THEN 'blocked'
+                  WHEN NOT isempty(runnable.remaining) THEN
+                      CASE WHEN r.status = 'paused_credits' THEN 'processing'
+                           WHEN r.status = 'blocked' AND r.started_at IS NULL THEN 'queued'
+                           WHEN r.status = 'blocked' THEN 'processing'
+                           ELSE r.status END
                   WHEN r.blocks_scanned = 0 THEN 'completed_noop'
                   ELSE 'completed' END,
-    finished_at = CASE WHEN isempty(runnable.remaining) THEN now() END,
+    blocked_reason = runnable.blocked_reason,
+    finished_at = CASE WHEN runnable.blocked_reason IS NULL AND isempty(runnable.remaining)
+                       THEN now() END,
     updated_at = now()
 FROM runnable
 WHERE r.id = runnable.id
 RETURNING r.id, r.workspace_id, r.subscription_id, r.status, r.block_order, r.remaining,
-          r.redeliver, r.created_at;
+          r.redeliver, r.created_at, runnable.old_status = 'paused_credits' AS resumed_for_credits;
 
 -- load_window_subscriptions(subscription_ids) --
 -- Filters, webhooks and workspace settings of the subscriptions a window serves.
@@ -122,10 +137,17 @@ JOIN workspaces w ON w.id = s.workspace_id
 WHERE s.id = ANY($1::uuid[]);
 
 -- record_transient_error(request_ids, error) --
--- Provider trouble: the requests wait for the next window, with the error shown.
+-- Provider trouble: the requests wait for the next window, with the error and its time shown.
 UPDATE backfill_requests
-SET last_transient_error = $2, updated_at = now()
+SET last_transient_error = $2, last_transient_error_at = now(), updated_at = now()
 WHERE id = ANY($1::uuid[]) AND status IN ('queued', 'processing');
+
+-- record_chain_transient_error(chain_id, error) --
+-- The chain itself is out of reach (its head cannot be read): every request that
+-- would have run waits, with the error and its time shown.
+UPDATE backfill_requests
+SET last_transient_error = $2, last_transient_error_at = now(), updated_at = now()
+WHERE chain_id = $1 AND status IN ('queued', 'processing');
 
 -- fail_requests(request_ids, error) --
 -- A non-retryable error: the requests stop with a message the owner can act on.
@@ -139,9 +161,11 @@ RETURNING id;
 UPDATE backfill_requests SET windows = windows + 1 WHERE id = ANY($1::uuid[]);
 
 -- update_estimates(request_ids, start_ats, finish_ats) --
--- ETA of queued and processing requests, from their place in the queue.
+-- ETA of queued and processing requests, from their place in the queue. A request
+-- that started keeps the start it was given (or its real start, if it had none).
 UPDATE backfill_requests r
-SET estimated_start_at = CASE WHEN r.started_at IS NULL THEN e.start_at END,
+SET estimated_start_at = CASE WHEN r.started_at IS NULL THEN e.start_at
+                              ELSE coalesce(r.estimated_start_at, r.started_at) END,
     estimated_finish_at = e.finish_at
 FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[]) AS e (id, start_at, finish_at)
 WHERE r.id = e.id AND r.status IN ('queued', 'processing');
