@@ -49,7 +49,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from bench.webhooks import fresh_database
+from bench.webhooks import fresh_database, serve_receiver
 from indexer.accounts import create_workspace
 from indexer.db.pool import connect, create_pool
 from indexer.logging import configure_logging
@@ -123,21 +123,7 @@ def run_receiver(port_queue: Any) -> None:
         reset(int(request.query["seed"]))
         return web.Response(status=204)
 
-    async def main() -> None:
-        app = web.Application(client_max_size=16 * 1024 * 1024)
-        app.router.add_post("/hook", hook)
-        app.router.add_get("/stats", stats)
-        app.router.add_post("/reset", restart)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert isinstance(server, asyncio.Server)
-        port_queue.put(server.sockets[0].getsockname()[1])
-        await asyncio.Event().wait()
-
-    asyncio.run(main())
+    serve_receiver(port_queue, hook=hook, stats=stats, reset=restart)
 
 
 # ----------------------------------------------------------------------------- one run

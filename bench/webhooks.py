@@ -34,7 +34,7 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,6 +58,30 @@ GOAL_EVENTS_PER_SECOND = 5000
 
 
 # ----------------------------------------------------------------------------- receiver
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def serve_receiver(port_queue: Any, *, hook: Handler, stats: Handler, reset: Handler) -> None:
+    """Serve a benchmark's receiver (POST /hook, GET /stats, POST /reset) on a free port,
+    told to the parent through `port_queue`, until the process is killed."""
+
+    async def main() -> None:
+        app = web.Application(client_max_size=16 * 1024 * 1024)
+        app.router.add_post("/hook", hook)
+        app.router.add_get("/stats", stats)
+        app.router.add_post("/reset", reset)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        server = site._server
+        assert isinstance(server, asyncio.Server)
+        port_queue.put(server.sockets[0].getsockname()[1])
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
 
 
 def run_receiver(port_queue: Any) -> None:
@@ -85,21 +109,7 @@ def run_receiver(port_queue: Any) -> None:
         receipts.clear()
         return web.Response(status=204)
 
-    async def main() -> None:
-        app = web.Application(client_max_size=16 * 1024 * 1024)
-        app.router.add_post("/hook", hook)
-        app.router.add_get("/stats", stats)
-        app.router.add_post("/reset", reset)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert isinstance(server, asyncio.Server)
-        port_queue.put(server.sockets[0].getsockname()[1])
-        await asyncio.Event().wait()
-
-    asyncio.run(main())
+    serve_receiver(port_queue, hook=hook, stats=stats, reset=reset)
 
 
 # ----------------------------------------------------------------------------- database
