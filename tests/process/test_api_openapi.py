@@ -27,7 +27,15 @@ from tests.support.webhooks import FakeDns
 SCHEMATHESIS = str(Path(sys.executable).parent / "schemathesis")
 # Statuses a schema-valid request may still get: unknown ids, state and range refusals
 # (e.g. from_block > to_block), and a valid body over the size cap (10000 addresses).
+# ST302 (a created resource must be found) is off: deleting a subscription deletes its
+# backfill requests (documented), and the check only knows of a DELETE of the resource
+# itself, so a stateful run that deletes the seeded subscription between a POST
+# /v1/backfill and its GET fails it at random (seen in CI). Isolation is pinned by
+# tests/db/test_api_auth.py and history by tests/db/test_api_backfill.py instead.
 CONFIG = """
+[checks.ensure_resource_availability]
+enabled = false
+
 [checks.positive_data_acceptance]
 expected-statuses = ["200", "201", "202", "204", "403", "404", "409", "413", "422"]
 
