@@ -15,7 +15,7 @@ import orjson
 from aiohttp import web
 
 from api.auth import KeyCache
-from api.handlers import backfills, deliveries, health, subscriptions, workspace
+from api.handlers import backfills, deliveries, events, health, subscriptions, workspace
 from api.openapi import build_openapi
 from api.problems import problem_middleware
 from api.ratelimit import RateLimiter
@@ -58,6 +58,7 @@ def all_operations() -> list[Operation]:
     return [
         *workspace.OPERATIONS,
         *subscriptions.OPERATIONS,
+        *events.OPERATIONS,
         *backfills.OPERATIONS,
         *deliveries.OPERATIONS,
         *health.OPERATIONS,

@@ -1,9 +1,9 @@
-"""A small client of the v1 API, for `logfill backfill ...` and the demo.
+"""A small client of the v1 API, for the customer's commands (`logfill backfill`,
+`subscriptions`, `events`, ...) and the demo.
 
 It talks HTTP like any customer would (httpx, bearer key). A problem+json
 answer becomes one `ApiError` whose message is one clear line naming the
-status, the detail and each field pointer. `watch_backfill` draws the progress
-bar that both `logfill backfill watch` and `logfill demo` show.
+status, the detail and each field pointer.
 
 No module of the server imports it: it knows the API only as a customer does,
 and takes nothing from `indexer` but the vocabulary (`indexer.domain`).
@@ -11,18 +11,13 @@ and takes nothing from `indexer` but the vocabulary (`indexer.domain`).
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
+from urllib.parse import quote
 
 import httpx
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
-
-from indexer.domain import TERMINAL
 
 JSON = dict[str, Any]
 ACTIONS = ("pause", "resume", "cancel", "retry")
@@ -144,12 +139,12 @@ class ApiClient:
         return Created(response.status_code, response.json(), replayed, idempotency_key)
 
     async def get_backfill(self, backfill_id: str) -> JSON:
-        return await self.call("GET", f"/v1/backfill/{backfill_id}")
+        return await self.call("GET", f"/v1/backfill/{_segment(backfill_id)}")
 
     async def backfill_action(self, backfill_id: str, action: str) -> JSON:
         if action not in ACTIONS:
             raise ValueError(f"unknown action {action!r}")
-        return await self.call("POST", f"/v1/backfill/{backfill_id}/{action}")
+        return await self.call("POST", f"/v1/backfill/{_segment(backfill_id)}/{action}")
 
     async def list_backfills(
         self,
@@ -165,8 +160,78 @@ class ApiClient:
         if after:
             params["after"] = after
         return await self.call(
-            "GET", f"/v1/subscriptions/{subscription_id}/backfills", params=params
+            "GET", f"/v1/subscriptions/{_segment(subscription_id)}/backfills", params=params
         )
+
+    async def update_workspace(self, body: Mapping[str, Any]) -> JSON:
+        return await self.call("PATCH", "/v1/workspace", json=dict(body))
+
+    async def list_subscriptions(self, *, limit: int = 100, after: str | None = None) -> JSON:
+        return await self.call("GET", "/v1/subscriptions", params=_page(limit, after))
+
+    async def get_subscription(self, subscription_id: str) -> JSON:
+        return await self.call("GET", f"/v1/subscriptions/{_segment(subscription_id)}")
+
+    async def update_subscription(self, subscription_id: str, body: Mapping[str, Any]) -> JSON:
+        path = f"/v1/subscriptions/{_segment(subscription_id)}"
+        return await self.call("PATCH", path, json=dict(body))
+
+    async def delete_subscription(self, subscription_id: str) -> None:
+        await self.request("DELETE", f"/v1/subscriptions/{_segment(subscription_id)}")
+
+    async def rotate_webhook_secret(self, subscription_id: str) -> JSON:
+        path = f"/v1/subscriptions/{_segment(subscription_id)}/webhook-secret/rotate"
+        return await self.call("POST", path)
+
+    async def list_deliveries(
+        self,
+        subscription_id: str,
+        *,
+        status: str | None = None,
+        limit: int = 100,
+        after: str | None = None,
+    ) -> JSON:
+        params = _page(limit, after)
+        if status:
+            params["status"] = status
+        path = f"/v1/subscriptions/{_segment(subscription_id)}/deliveries"
+        return await self.call("GET", path, params=params)
+
+    async def retry_delivery(self, delivery_id: str) -> JSON:
+        return await self.call("POST", f"/v1/deliveries/{_segment(delivery_id)}/retry")
+
+    async def export_events(
+        self,
+        subscription_id: str,
+        media_type: str,
+        *,
+        from_block: int | None = None,
+        to_block: int | None = None,
+    ) -> AsyncIterator[bytes]:
+        """The events in the bounds as the API streams them (NDJSON or CSV), chunk by chunk."""
+        params: dict[str, str | int] = {}
+        if from_block is not None:
+            params["from_block"] = from_block
+        if to_block is not None:
+            params["to_block"] = to_block
+        path = f"/v1/subscriptions/{_segment(subscription_id)}/events"
+        request = self._http.build_request(
+            "GET", path, params=params, headers={"Accept": media_type}
+        )
+        try:
+            response = await self._http.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise ApiError(0, f"cannot reach the API at {self.base_url}: {exc}") from exc
+        try:
+            if response.status_code >= 400:
+                await response.aread()
+                _raise_for_problem(response)
+            async for chunk in response.aiter_bytes():
+                yield chunk
+        except httpx.HTTPError as exc:
+            raise ApiError(0, f"the export was cut off: {exc}") from exc
+        finally:
+            await response.aclose()
 
     async def count_events(self, subscription_id: str) -> int:
         """Stored matches of a subscription, counted page by page."""
@@ -184,72 +249,13 @@ class ApiClient:
                 return total
 
 
-# --- progress ------------------------------------------------------------------------
+def _page(limit: int, after: str | None) -> dict[str, str | int]:
+    params: dict[str, str | int] = {"limit": limit}
+    if after:
+        params["after"] = after
+    return params
 
 
-def eta_text(backfill: Mapping[str, Any], now: datetime | None = None) -> str:
-    """Time left until `estimated_finish_at`, e.g. `12s`, `3m05s`; `-` when unknown."""
-    if backfill["status"] in TERMINAL or not backfill.get("estimated_finish_at"):
-        return "-"
-    return _left(datetime.fromisoformat(str(backfill["estimated_finish_at"])), now)
-
-
-def _left(when: datetime, now: datetime | None) -> str:
-    """Time from `now` until `when`, e.g. `12s`, `3m05s` (`0s` once it has passed)."""
-    left = int(max(0.0, (when - (now or datetime.now(UTC))).total_seconds()))
-    return f"{left // 60}m{left % 60:02d}s" if left >= 60 else f"{left}s"
-
-
-def progress_detail(backfill: Mapping[str, Any], now: datetime | None = None) -> str:
-    cursor = "-" if backfill["cursor"] is None else str(backfill["cursor"])
-    detail = (
-        f"cursor {cursor}  matches {backfill['matches']}  credits {backfill['credits_charged']}"
-        f"  ETA {eta_text(backfill, now)}"
-    )
-    start = backfill.get("estimated_start_at")
-    if backfill["status"] == "queued" and start:
-        detail += f"  starts in {_left(datetime.fromisoformat(str(start)), now)}"
-    if backfill.get("blocked_reason"):
-        detail += f"  blocked: {backfill['blocked_reason']}"
-    elif backfill.get("last_transient_error"):
-        detail += f"  provider: {backfill['last_transient_error']}"
-    return detail
-
-
-def _progress(console: Console) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description:<14}"),
-        BarColumn(bar_width=30),
-        TaskProgressColumn(),
-        TextColumn("{task.fields[detail]}"),
-        console=console,
-        auto_refresh=False,
-    )
-
-
-async def watch_backfill(
-    client: ApiClient,
-    backfill_id: str,
-    *,
-    console: Console,
-    interval: float = 0.5,
-    timeout: float | None = None,
-) -> JSON:
-    """Poll a request, drawing a progress bar, until it reaches a terminal status."""
-    with _progress(console) as progress:
-        task = progress.add_task("queued", total=None, detail="")
-        async with asyncio.timeout(timeout):
-            while True:
-                backfill = await client.get_backfill(backfill_id)
-                total = max(1, int(backfill["blocks_total"]))
-                progress.update(
-                    task,
-                    description=str(backfill["status"]),
-                    total=total,
-                    completed=round(float(backfill["progress"]) * total),  # noop ends at 100%
-                    detail=progress_detail(backfill),
-                )
-                progress.refresh()
-                if backfill["status"] in TERMINAL:
-                    return backfill
-                await asyncio.sleep(interval)
+def _segment(value: str) -> str:
+    """An id as one path segment: `../workspace` must not reach another route."""
+    return quote(value, safe="")

@@ -215,6 +215,13 @@ class DeliveryPageQuery(PageQuery):
     status: DeliveryStatus | None = None
 
 
+class EventPageQuery(PageQuery):
+    """Block bounds of an event listing; `limit` sizes JSON pages, an export streams all."""
+
+    from_block: Annotated[int, Field(ge=0, le=MAX_BLOCK)] | None = None
+    to_block: Annotated[int, Field(ge=0, le=MAX_BLOCK)] | None = None
+
+
 # --- responses -----------------------------------------------------------------------
 
 

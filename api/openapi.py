@@ -54,6 +54,10 @@ def _answer(answer: Answer, schemas: Modes) -> dict[str, Any]:
         spec["content"] = {answer.media_type: {"schema": schema}}
     elif answer.media_type != "application/json":
         spec["content"] = {answer.media_type: {"schema": {"type": "string"}}}
+    for media_type, description in answer.alternatives.items():
+        spec.setdefault("content", {})[media_type] = {
+            "schema": {"type": "string", "description": description}
+        }
     if answer.headers:
         spec["headers"] = _headers(dict(answer.headers))
     return spec

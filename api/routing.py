@@ -39,6 +39,7 @@ class Answer:
     model: type[BaseModel] | None = None
     headers: Mapping[str, str] = field(default_factory=dict)  # name -> description
     media_type: str = JSON
+    alternatives: Mapping[str, str] = field(default_factory=dict)  # other media type -> what
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 from rich.console import Console
 
-from api.client import JSON, ApiClient, watch_backfill
+from api.cli.progress import watch_backfill
+from api.client import JSON, ApiClient
 from demo.chain import CHAIN_ID
 from demo.receiver import WebhookReceiver
 from indexer.errors import LogfillError

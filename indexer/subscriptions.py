@@ -21,12 +21,10 @@ from typing import Any, Literal, NamedTuple
 
 import asyncpg
 
-from indexer.chain.logs import Log
 from indexer.db import queries
 from indexer.db.pool import Connection
 from indexer.errors import NotFound
 from indexer.event_signatures import ParsedEvent, parse_event_signature
-from indexer.outbox.bodies import EventDecoder, event_body
 from indexer.pagination import decode_cursor, encode_cursor
 from indexer.refusals import Conflict, FieldError, InvalidFields
 from indexer.settings import Settings
@@ -368,53 +366,3 @@ async def rotate_webhook_secret(
             "no-webhook",
         )
     return row
-
-
-async def list_events(
-    conn: Connection,
-    workspace_id: uuid.UUID,
-    subscription_id: uuid.UUID,
-    *,
-    limit: int,
-    after: str | None,
-) -> tuple[list[dict[str, Any]], str | None]:
-    """Stored matches in chain order, as the webhook sends them (decoded when possible)."""
-    owner = await require_subscription(conn, workspace_id, subscription_id)
-    key = [-1, -1, 0]
-    if after is not None:
-        key = decode_cursor(after, "events", (int, int, int))
-    block, log_index, match_id = key
-    rows = await queries.fetch(
-        conn,
-        "list_subscription_events",
-        subscription_id=subscription_id,
-        after_block=block,
-        after_log_index=log_index,
-        after_id=match_id,
-        limit=limit + 1,
-    )
-    page, more = rows[:limit], len(rows) > limit
-    decoder = EventDecoder(owner["event_abis"])
-    items = [_event_item(owner["chain_id"], row, decoder) for row in page]
-    cursor = None
-    if more:
-        last = page[-1]
-        cursor = encode_cursor("events", last["block_number"], last["log_index"], last["id"])
-    return items, cursor
-
-
-def _event_item(chain_id: int, row: asyncpg.Record, decoder: EventDecoder) -> dict[str, Any]:
-    log = Log(
-        row["block_number"],
-        "0x" + row["block_hash"].hex(),
-        row["log_index"],
-        "0x" + row["transaction_hash"].hex(),
-        row["transaction_index"],
-        "0x" + row["address"].hex(),
-        tuple("0x" + topic.hex() for topic in row["topics"]),
-        "0x" + row["data"].hex(),
-    )
-    body = event_body(chain_id, log, decoder)
-    body["backfill_id"] = row["backfill_request_id"]
-    body["stored_at"] = row["created_at"]
-    return body

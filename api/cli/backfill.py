@@ -1,56 +1,24 @@
-"""`logfill backfill ...`: queue and follow backfills on a running API.
-
-A customer's tool, not an operator's: it needs only the API's URL and a
-workspace's key, talks HTTP through `api.client` like any other client, and
-loads no settings and opens no database. An API refusal is one line on stderr
-and exit code 1; a missing key is exit code 2.
-"""
+"""`logfill backfill ...`: queue and follow backfills on a running API (a client command)."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import os
 import sys
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-import orjson
 from rich.console import Console
-from rich.table import Table
 
-from api.client import ACTIONS, ApiClient, ApiError, watch_backfill
+from api.cli.customer import ClientCommand, Subcommands, command_group
+from api.cli.output import labels_text, print_page, printable, show, table
+from api.cli.progress import watch_backfill
+from api.client import ACTIONS, ApiClient
 from indexer.domain import FINISHED, ORDERS
-
-DEFAULT_API_URL = "http://127.0.0.1:8080"
-ClientCommand = Callable[[ApiClient, argparse.Namespace], Awaitable[int]]
-
-
-def _client_command(action: ClientCommand) -> Callable[[argparse.Namespace], int]:
-    """Run `action` with an ApiClient; an API refusal is one line on stderr and exit 1."""
-
-    def command(args: argparse.Namespace) -> int:
-        if not args.api_key:
-            sys.stderr.write("logfill: no API key: pass --api-key or set LOGFILL_API_KEY\n")
-            return 2
-
-        async def work() -> int:
-            async with ApiClient(args.api_url, args.api_key) as client:
-                return await action(client, args)
-
-        try:
-            return asyncio.run(work())
-        except ApiError as exc:
-            sys.stderr.write(f"logfill: {exc}\n")
-            return 1
-
-    return command
 
 
 def _describe_backfill(b: dict[str, Any]) -> str:
     cursor = "-" if b["cursor"] is None else b["cursor"]
-    labels = ", ".join(f"{k}={v}" for k, v in b["labels"].items()) or "-"
+    labels = labels_text(b["labels"])
     lines = [
         f"backfill {b['id']}  {b['status']}",
         f"  subscription {b['subscription_id']}  chain {b['chain_id']}",
@@ -76,20 +44,14 @@ def trouble(b: dict[str, Any]) -> list[tuple[str, str]]:
     """What holds a request back or ended it, in words: (label, text) lines."""
     found = []
     if b["error"]:
-        found.append(("error", str(b["error"])))
+        found.append(("error", printable(b["error"])))
     if b.get("blocked_reason"):
-        found.append(("blocked", str(b["blocked_reason"])))
+        found.append(("blocked", printable(b["blocked_reason"])))
     if b.get("last_transient_error"):
         when = b.get("last_transient_error_at") or "-"
-        found.append(("provider", f"{b['last_transient_error']} (at {when}; retried each window)"))
+        error = printable(b["last_transient_error"])
+        found.append(("provider", f"{error} (at {when}; retried each window)"))
     return found
-
-
-def _show(args: argparse.Namespace, body: dict[str, Any], text: str) -> None:
-    sys.stdout.write(
-        orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n" if args.json else text
-    )
-    sys.stdout.flush()
 
 
 def _block(value: str) -> int | str:
@@ -112,8 +74,9 @@ def _create_body(args: argparse.Namespace) -> dict[str, Any]:
         body["to_block"] = args.to_block
     if args.label:
         body["labels"] = dict(args.label)
-    if args.dry_run:
-        body["dry_run"] = True
+    for flag in ("rescan", "redeliver", "dry_run"):
+        if getattr(args, flag):
+            body[flag] = True
     return body
 
 
@@ -132,13 +95,13 @@ async def _backfill_create(client: ApiClient, args: argparse.Namespace) -> int:
     else:
         replay = " (replayed: this key already created it)" if created.replayed else ""
         text = f"accepted{replay}\n" + _describe_backfill(b)
-    _show(args, b, text)
+    show(args, b, text)
     return 0
 
 
 async def _backfill_status(client: ApiClient, args: argparse.Namespace) -> int:
     b = await client.get_backfill(args.id)
-    _show(args, b, _describe_backfill(b))
+    show(args, b, _describe_backfill(b))
     return 0
 
 
@@ -147,32 +110,32 @@ async def _backfill_list(client: ApiClient, args: argparse.Namespace) -> int:
         args.subscription, status=args.status, limit=args.limit, after=args.after
     )
     if args.json:
-        _show(args, page, "")
+        show(args, page, "")
         return 0
-    table = Table("id", "status", "blocks", "progress", "matches", "credits", "created", "note")
+    rows = []
     for b in page["items"]:
         notes = trouble(b)
-        table.add_row(
-            b["id"],
-            b["status"],
-            f"{b['from_block']}-{b['to_block']}",
-            f"{b['progress']:.0%}",
-            str(b["matches"]),
-            str(b["credits_charged"]),
-            b["created_at"][:19],
-            f"{notes[0][0]}: {notes[0][1]}" if notes else "",
+        rows.append(
+            (
+                b["id"],
+                b["status"],
+                f"{b['from_block']}-{b['to_block']}",
+                f"{b['progress']:.0%}",
+                b["matches"],
+                b["credits_charged"],
+                b["created_at"][:19],
+                f"{notes[0][0]}: {notes[0][1]}" if notes else "",
+            )
         )
-    console = Console(width=160)
-    console.print(table)
-    if page["next"]:
-        console.print(f"more: --after {page['next']}")
+    columns = ("id", "status", "blocks", "progress", "matches", "credits", "created", "note")
+    print_page(table(columns, rows), page["next"])
     return 0
 
 
 def _backfill_action(action: str) -> ClientCommand:
     async def run(client: ApiClient, args: argparse.Namespace) -> int:
         b = await client.backfill_action(args.id, action)
-        _show(args, b, _describe_backfill(b))
+        show(args, b, _describe_backfill(b))
         return 0
 
     return run
@@ -183,31 +146,12 @@ async def _backfill_watch(client: ApiClient, args: argparse.Namespace) -> int:
     b = await watch_backfill(
         client, args.id, console=Console(stderr=args.json), interval=args.interval
     )
-    _show(args, b, _describe_backfill(b))
+    show(args, b, _describe_backfill(b))
     return 0 if b["status"] in FINISHED else 1
 
 
-def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--api-url",
-        default=os.environ.get("LOGFILL_API_URL", DEFAULT_API_URL),
-        help="the API (default: LOGFILL_API_URL or %(default)s)",
-    )
-    common.add_argument(
-        "--api-key",
-        default=os.environ.get("LOGFILL_API_KEY"),
-        help="the workspace's API key (default: LOGFILL_API_KEY)",
-    )
-    common.add_argument("--json", action="store_true", help="print the JSON answer")
-    backfill = commands.add_parser("backfill", help="queue and follow backfills on a running API")
-    actions = backfill.add_subparsers(dest="action", required=True, metavar="ACTION")
-
-    def sub(name: str, help_text: str, run: ClientCommand) -> argparse.ArgumentParser:
-        parser = actions.add_parser(name, help=help_text, description=help_text, parents=[common])
-        parser.set_defaults(standalone=_client_command(run))
-        return parser
-
+def add_parser(commands: Subcommands) -> None:
+    sub = command_group(commands, "backfill", "queue and follow backfills on a running API")
     create = sub("create", "queue a backfill (or estimate one with --dry-run)", _backfill_create)
     create.add_argument("--subscription", required=True, help="subscription id")
     create.add_argument("--from", dest="from_block", type=_block, help="first block")
@@ -217,9 +161,21 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--label", type=_label, action="append", metavar="KEY=VALUE", help="a label (repeatable)"
     )
     create.add_argument("--idempotency-key", help="default: a fresh UUID (printed)")
+    create.add_argument(
+        "--rescan", action="store_true", help="scan blocks the subscription already covered"
+    )
+    create.add_argument(
+        "--redeliver",
+        action="store_true",
+        help="like --rescan, and send stored matches in the range to the webhook again (free)",
+    )
     create.add_argument("--dry-run", action="store_true", help="estimate only; creates nothing")
     sub("status", "a backfill's status, cursor and cost", _backfill_status).add_argument("id")
-    watch = sub("watch", "a progress bar until the backfill ends", _backfill_watch)
+    watch = sub(
+        "watch",
+        "follow a backfill until it ends (plain lines when not a terminal)",
+        _backfill_watch,
+    )
     watch.add_argument("id")
     watch.add_argument("--interval", type=float, default=1.0, help="seconds between polls")
     listing = sub("list", "a subscription's backfills, newest first", _backfill_list)

@@ -3,7 +3,8 @@
 Two kinds of command. The service's and the operator's get the settings
 (LOGFILL_* variables or .env) and report a `LogfillError` as one line on
 stderr with its exit code. The `standalone` ones are called with their
-arguments only: `backfill` is a client of a running API and needs no settings,
+arguments only: the customer's commands (`backfill`, `subscriptions`, `events`,
+`deliveries`, `workspace`) are clients of a running API and need no settings,
 and `demo` hands over to the demo program, which loads its own.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from api.cli import admin, backfill, demo, serve
+from api.cli import admin, backfill, deliveries, demo, events, serve, subscriptions, workspace
 from indexer.errors import LogfillError
 from indexer.logging import configure_logging
 from indexer.settings import load_settings
@@ -28,6 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_parsers(commands)
     admin.add_parser(commands)
     backfill.add_parser(commands)
+    subscriptions.add_parser(commands)
+    events.add_parser(commands)
+    deliveries.add_parser(commands)
+    workspace.add_parser(commands)
     demo.add_parser(commands)
     return parser
 

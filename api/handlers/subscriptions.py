@@ -1,4 +1,4 @@
-"""/v1/subscriptions: CRUD, webhook secret rotation, stored events."""
+"""/v1/subscriptions: CRUD and webhook secret rotation (stored events: `events`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ from aiohttp import web
 
 from api import render
 from api.models import (
-    EventList,
     PageQuery,
     Subscription,
     SubscriptionCreate,
@@ -96,15 +95,6 @@ async def rotate_webhook_secret(call: Call) -> web.Response:
     return json_response(render.subscription(row, secret=True))
 
 
-async def list_events(call: Call) -> web.Response:
-    query = call.query_as(PageQuery)
-    async with call.pool.acquire() as conn:
-        items, cursor = await subscriptions.list_events(
-            conn, call.workspace_id, call.path_id(), limit=query.limit, after=query.after
-        )
-    return json_response(EventList.model_validate({"items": items, "next": cursor}))
-
-
 _ONE = "/v1/subscriptions/{id}"
 WEBHOOK_URL_CHECK = (
     "A webhook_url is checked when it is set: it must use https, and its host must be "
@@ -186,15 +176,5 @@ OPERATIONS = [
         [Answer(200, "The new secret, shown here only", SubscriptionWithSecret)],
         tag="subscriptions",
         refusals={409: "The subscription has no webhook_url"},
-    ),
-    Operation(
-        "GET",
-        f"{_ONE}/events",
-        "listSubscriptionEvents",
-        "Stored matches, oldest first",
-        list_events,
-        [Answer(200, "In chain order", EventList)],
-        tag="subscriptions",
-        query=PageQuery,
     ),
 ]

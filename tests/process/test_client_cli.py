@@ -9,48 +9,13 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 
 from api.cli import main
-from tests.support.processes import CHAIN_ID, TOKEN, TRANSFER, api_process, make_workspace
-
-
-@dataclass(frozen=True)
-class Live:
-    url: str
-    key: str
-    subscription_id: str
-
-    def http(self, method: str, path: str) -> Any:
-        headers = {"Authorization": f"Bearer {self.key}"}
-        return httpx.request(method, self.url + path, headers=headers).json()
-
-
-@dataclass(frozen=True)
-class Ran:
-    code: int
-    out: str
-    err: str
-
-
-@pytest.fixture
-def live(database_url: str, tmp_path: Path) -> Iterator[Live]:
-    key = make_workspace(database_url, credits=1000)
-    with api_process(database_url, tmp_path / "api") as api:
-        response = httpx.post(
-            f"{api.url}/v1/subscriptions",
-            json={"chain_id": CHAIN_ID, "addresses": [TOKEN], "events": [TRANSFER]},
-            headers={"Authorization": f"Bearer {key}"},
-        )
-        assert response.status_code == 201, response.text
-        yield Live(api.url, key, response.json()["id"])
+from tests.support.processes import Live, Ran
 
 
 @pytest.fixture

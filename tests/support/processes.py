@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import httpx
 import psutil
@@ -129,6 +129,43 @@ def all_gone(pids: set[int] | tuple[int, ...], timeout: float = 10.0) -> bool:
             return False
         time.sleep(0.05)
     return True
+
+
+@dataclass(frozen=True)
+class Live:
+    """A running API, a workspace's key and one of its subscriptions."""
+
+    url: str
+    key: str
+    subscription_id: str
+
+    def http(self, method: str, path: str) -> Any:
+        headers = {"Authorization": f"Bearer {self.key}"}
+        return httpx.request(method, self.url + path, headers=headers).json()
+
+
+@dataclass(frozen=True)
+class Ran:
+    """What a command run in-process left: its exit code, stdout and stderr."""
+
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def live(database_url: str, tmp_path: Path) -> Iterator[Live]:
+    """A live `logfill api` (no worker), a workspace with 1000 credits and a Transfer
+    subscription on it."""
+    key = make_workspace(database_url, credits=1000)
+    with api_process(database_url, tmp_path / "api") as api:
+        response = httpx.post(
+            f"{api.url}/v1/subscriptions",
+            json={"chain_id": CHAIN_ID, "addresses": [TOKEN], "events": [TRANSFER]},
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        assert response.status_code == 201, response.text
+        yield Live(api.url, key, response.json()["id"])
 
 
 @dataclass

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from api.cli.backfill import _describe_backfill, trouble
-from api.client import progress_detail
+from api.cli.progress import progress_detail
 
 NOW = datetime(2026, 12, 2, 12, 0, 0, tzinfo=UTC)
 

@@ -75,12 +75,13 @@ DELETE FROM subscriptions WHERE id = $1 AND workspace_id = $2 RETURNING id;
 -- Whether a workspace owns this subscription (list endpoints answer 404 otherwise).
 SELECT chain_id, event_abis FROM subscriptions WHERE id = $1 AND workspace_id = $2;
 
--- list_subscription_events(subscription_id, after_block, after_log_index, after_id, limit) --
--- Stored matches of a subscription in chain order, after a keyset cursor.
+-- list_subscription_events(subscription_id, after_block, after_log_index, after_id, to_block, limit) --
+-- Stored matches of a subscription in chain order, after a keyset cursor, up to a block.
 SELECT m.id, m.block_number, m.log_index, m.backfill_request_id, m.created_at,
        l.block_hash, l.transaction_hash, l.transaction_index, l.address, l.topics, l.data
 FROM matches m
 JOIN logs l ON l.id = m.log_id
 WHERE m.subscription_id = $1 AND (m.block_number, m.log_index, m.id) > ($2, $3, $4)
+  AND m.block_number <= $5
 ORDER BY m.block_number, m.log_index, m.id
-LIMIT $5;
+LIMIT $6;

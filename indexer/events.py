@@ -1,0 +1,160 @@
+"""A subscription's stored events: one page at a time, or the whole set streamed.
+
+Both read in chain order by keyset (block, log index, match id), bounded by an
+optional block range, and render each match as the webhook sends it (decoded
+when the subscription's ABIs allow). An export reads in batches, each on a
+connection taken from the pool and given back before the batch is sent, so a
+slow reader holds neither a connection nor a transaction, and memory stays flat
+whatever the size of the set.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from indexer.chain.logs import Log
+from indexer.db import queries
+from indexer.db.pool import Connection
+from indexer.outbox.bodies import EventDecoder, event_body
+from indexer.pagination import decode_cursor, encode_cursor
+from indexer.refusals import InvalidFields
+from indexer.subscriptions import require_subscription
+
+EXPORT_BATCH = 2000
+LAST_BLOCK = 2**63 - 1  # no upper bound: the largest block a bigint holds
+Key = tuple[int, int, int]  # (block_number, log_index, match id): the last one read
+
+
+@dataclass(frozen=True)
+class BlockBounds:
+    """An inclusive block range; None on a side leaves it open."""
+
+    from_block: int | None = None
+    to_block: int | None = None
+
+    def check(self) -> None:
+        if (
+            self.from_block is not None
+            and self.to_block is not None
+            and self.from_block > self.to_block
+        ):
+            raise InvalidFields.one(
+                "to_block",
+                f"must be >= from_block ({self.from_block}), got {self.to_block}",
+                parameter=True,
+            )
+
+    def start(self, after: str | None) -> Key:
+        """The key to read after: the later of the cursor and the range's start."""
+        first: Key = (-1, -1, 0) if self.from_block is None else (self.from_block, -1, 0)
+        if after is None:
+            return first
+        block, log_index, match_id = decode_cursor(after, "events", (int, int, int))
+        return max(first, (block, log_index, match_id))
+
+    @property
+    def last(self) -> int:
+        return LAST_BLOCK if self.to_block is None else self.to_block
+
+
+@dataclass
+class EventReader:
+    """Reads one subscription's events in chain order from a key on."""
+
+    chain_id: int
+    decoder: EventDecoder
+    subscription_id: uuid.UUID
+    bounds: BlockBounds
+    key: Key
+
+    async def read(self, conn: Connection, limit: int) -> list[asyncpg.Record]:
+        block, log_index, match_id = self.key
+        rows: list[asyncpg.Record] = await queries.fetch(
+            conn,
+            "list_subscription_events",
+            subscription_id=self.subscription_id,
+            after_block=block,
+            after_log_index=log_index,
+            after_id=match_id,
+            to_block=self.bounds.last,
+            limit=limit,
+        )
+        if rows:
+            last = rows[-1]
+            self.key = (last["block_number"], last["log_index"], last["id"])
+        return rows
+
+    def render(self, row: asyncpg.Record) -> dict[str, Any]:
+        return event_item(self.chain_id, row, self.decoder)
+
+
+async def open_reader(
+    conn: Connection,
+    workspace_id: uuid.UUID,
+    subscription_id: uuid.UUID,
+    bounds: BlockBounds,
+    after: str | None = None,
+) -> EventReader:
+    """A reader for the workspace's subscription (404 otherwise), checked bounds first."""
+    bounds.check()
+    key = bounds.start(after)
+    owner = await require_subscription(conn, workspace_id, subscription_id)
+    decoder = EventDecoder(owner["event_abis"])
+    return EventReader(owner["chain_id"], decoder, subscription_id, bounds, key)
+
+
+async def list_events(
+    conn: Connection,
+    workspace_id: uuid.UUID,
+    subscription_id: uuid.UUID,
+    *,
+    limit: int,
+    after: str | None,
+    bounds: BlockBounds | None = None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of stored matches and the cursor of the next (None on the last)."""
+    reader = await open_reader(conn, workspace_id, subscription_id, bounds or BlockBounds(), after)
+    rows = await reader.read(conn, limit + 1)
+    page, more = rows[:limit], len(rows) > limit
+    cursor = None
+    if more:
+        last = page[-1]
+        cursor = encode_cursor("events", last["block_number"], last["log_index"], last["id"])
+    return [reader.render(row) for row in page], cursor
+
+
+async def export_events(
+    pool: asyncpg.Pool, reader: EventReader, batch: int | None = None
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """Every remaining event of `reader`, a batch at a time, a pooled connection per batch."""
+    batch = batch or EXPORT_BATCH
+    while True:
+        async with pool.acquire() as conn:
+            rows = await reader.read(conn, batch)
+        if not rows:
+            return
+        yield [reader.render(row) for row in rows]
+        if len(rows) < batch:
+            return
+
+
+def event_item(chain_id: int, row: asyncpg.Record, decoder: EventDecoder) -> dict[str, Any]:
+    log = Log(
+        row["block_number"],
+        "0x" + row["block_hash"].hex(),
+        row["log_index"],
+        "0x" + row["transaction_hash"].hex(),
+        row["transaction_index"],
+        "0x" + row["address"].hex(),
+        tuple("0x" + topic.hex() for topic in row["topics"]),
+        "0x" + row["data"].hex(),
+    )
+    body = event_body(chain_id, log, decoder)
+    body["backfill_id"] = row["backfill_request_id"]
+    body["stored_at"] = row["created_at"]
+    return body
