@@ -1,6 +1,7 @@
 """Workspaces and their API keys: created, topped up and moved between plans by an
-operator; read and changed by their owner through the API; keys looked up for
-authentication (only a key's SHA-256 is stored)."""
+operator, who also adds, lists and revokes keys (a workspace may hold several, so
+one can be replaced without downtime); read and changed by their owner through the
+API; keys looked up for authentication (only a key's SHA-256 is stored)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import hashlib
 import secrets
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 
@@ -16,12 +18,55 @@ from indexer.db.pool import Connection
 from indexer.errors import InvalidInput, NotFound
 
 API_KEY_PREFIX = "lf_"
+# What is kept of a key in the clear: "lf_" and 7 random characters, enough for an
+# operator to recognise a key and far too little to guess the rest.
+SHOWN_KEY_LENGTH = 10
+MAX_KEY_NAME_LENGTH = 200
 
 
 @dataclass(frozen=True)
 class NewWorkspace:
     workspace_id: uuid.UUID
     api_key: str
+
+
+@dataclass(frozen=True)
+class WorkspaceSummary:
+    """A workspace in the operator's list."""
+
+    id: uuid.UUID
+    name: str
+    plan: str
+    credits: int
+    created_at: datetime
+    active_keys: int
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A key as an operator sees it: its first characters, never the key or its hash."""
+
+    id: uuid.UUID
+    workspace_id: uuid.UUID
+    name: str | None
+    prefix: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True)
+class NewApiKey:
+    id: uuid.UUID
+    workspace_id: uuid.UUID
+    name: str | None
+    api_key: str  # shown this once; only its SHA-256 is stored
+    prefix: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class RevokedKey(ApiKey):
+    already_revoked: bool
 
 
 def generate_api_key() -> str:
@@ -34,10 +79,18 @@ def hash_api_key(api_key: str) -> bytes:
 
 
 def parse_workspace_id(value: str) -> uuid.UUID:
+    return _parse_id(value, "workspace id")
+
+
+def parse_key_id(value: str) -> uuid.UUID:
+    return _parse_id(value, "key id")
+
+
+def _parse_id(value: str, what: str) -> uuid.UUID:
     try:
         return uuid.UUID(value)
     except ValueError:
-        raise InvalidInput(f"workspace id must be a UUID, got {value!r}") from None
+        raise InvalidInput(f"{what} must be a UUID, got {value!r}") from None
 
 
 async def _require_plan(conn: Connection, plan: str) -> None:
@@ -52,23 +105,73 @@ async def create_workspace(conn: Connection, *, name: str, plan: str, credits: i
         raise InvalidInput("workspace name must not be empty")
     if credits < 0:
         raise InvalidInput(f"credits must be >= 0, got {credits}")
-    api_key = generate_api_key()
     async with conn.transaction():
         await _require_plan(conn, plan)
         row = await queries.fetchrow(
             conn, "create_workspace", name=name.strip(), plan=plan, credits=credits
         )
         assert row is not None
-        await queries.execute(
-            conn,
-            "create_api_key",
-            workspace_id=row["id"],
-            key_sha256=hash_api_key(api_key),
-            prefix=api_key[:10],
-        )
+        key = await create_api_key(conn, row["id"])
         if credits:
             await _append_ledger(conn, row["id"], credits, credits, "initial")
-    return NewWorkspace(row["id"], api_key)
+    return NewWorkspace(row["id"], key.api_key)
+
+
+async def list_workspaces(conn: Connection) -> list[WorkspaceSummary]:
+    rows = await queries.fetch(conn, "list_workspaces")
+    return [WorkspaceSummary(**row) for row in rows]
+
+
+async def create_api_key(
+    conn: Connection, workspace_id: uuid.UUID, *, name: str | None = None
+) -> NewApiKey:
+    """Another key for a workspace; the ones it has keep working."""
+    api_key = generate_api_key()
+    row = await queries.fetchrow(
+        conn,
+        "create_api_key",
+        workspace_id=workspace_id,
+        key_sha256=hash_api_key(api_key),
+        prefix=api_key[:SHOWN_KEY_LENGTH],
+        name=_key_name(name),
+    )
+    if row is None:
+        raise NotFound(f"no workspace {workspace_id}")
+    return NewApiKey(
+        row["id"], workspace_id, row["name"], api_key, row["prefix"], row["created_at"]
+    )
+
+
+def _key_name(name: str | None) -> str | None:
+    label = None if name is None else name.strip()
+    if label == "":
+        raise InvalidInput("key name must not be empty")
+    if label is not None and len(label) > MAX_KEY_NAME_LENGTH:
+        raise InvalidInput(f"key name must be at most {MAX_KEY_NAME_LENGTH} characters")
+    return label
+
+
+async def list_api_keys(conn: Connection, workspace_id: uuid.UUID) -> list[ApiKey]:
+    """A workspace's keys, revoked ones included; an unknown workspace is an error, not []."""
+    if not await queries.fetchval(conn, "workspace_exists", workspace_id=workspace_id):
+        raise NotFound(f"no workspace {workspace_id}")
+    rows = await queries.fetch(conn, "list_api_keys", workspace_id=workspace_id)
+    return [ApiKey(**row) for row in rows]
+
+
+async def revoke_api_key(
+    conn: Connection, key_id: uuid.UUID, *, workspace_id: uuid.UUID | None = None
+) -> RevokedKey:
+    """Revoke a key (of `workspace_id` only, when given); revoking it again changes nothing.
+
+    API processes that looked the key up lately still accept it until their cache
+    entry expires (`api_key_cache_seconds`, api/auth.py).
+    """
+    row = await queries.fetchrow(conn, "revoke_api_key", key_id=key_id, workspace_id=workspace_id)
+    if row is None:
+        where = f" in workspace {workspace_id}" if workspace_id is not None else ""
+        raise NotFound(f"no API key {key_id}{where}")
+    return RevokedKey(**row)
 
 
 async def add_credits(conn: Connection, workspace_id: uuid.UUID, amount: int) -> int:

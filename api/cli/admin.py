@@ -1,15 +1,17 @@
-"""`logfill admin ...`: the operator's commands (workspaces, credits, plans).
+"""`logfill admin ...`: the operator's commands (workspaces, API keys, credits, plans).
 
 They are not part of the HTTP API, which only ever acts for one workspace: they
 need database access, apply pending migrations first, and print their answer
-as JSON on stdout (the new API key is shown here once, and stored only hashed).
+as JSON on stdout (a new API key is shown here once, and stored only hashed).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
@@ -17,6 +19,9 @@ from api.cli.database import Command, apply_migrations, on_database, print_json
 from indexer import accounts
 from indexer.db.pool import connect
 from indexer.settings import Settings
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 Action = Callable[[asyncpg.Connection, argparse.Namespace], Awaitable[object]]
 
@@ -46,6 +51,34 @@ async def _workspace_create(conn: asyncpg.Connection, args: argparse.Namespace) 
     return {"workspace_id": str(created.workspace_id), "api_key": created.api_key}
 
 
+def _plain(item: DataclassInstance) -> dict[str, object]:
+    """A domain answer as JSON (ids from asyncpg are a UUID subclass orjson does not take)."""
+    return {
+        name: str(value) if isinstance(value, uuid.UUID) else value
+        for name, value in dataclasses.asdict(item).items()
+    }
+
+
+async def _workspace_list(conn: asyncpg.Connection, args: argparse.Namespace) -> object:
+    return [_plain(workspace) for workspace in await accounts.list_workspaces(conn)]
+
+
+async def _key_create(conn: asyncpg.Connection, args: argparse.Namespace) -> object:
+    workspace_id = accounts.parse_workspace_id(args.workspace)
+    return _plain(await accounts.create_api_key(conn, workspace_id, name=args.name))
+
+
+async def _key_list(conn: asyncpg.Connection, args: argparse.Namespace) -> object:
+    workspace_id = accounts.parse_workspace_id(args.workspace)
+    return [_plain(key) for key in await accounts.list_api_keys(conn, workspace_id)]
+
+
+async def _key_revoke(conn: asyncpg.Connection, args: argparse.Namespace) -> object:
+    key_id = accounts.parse_key_id(args.key_id or args.key_option)
+    workspace_id = None if args.workspace is None else accounts.parse_workspace_id(args.workspace)
+    return _plain(await accounts.revoke_api_key(conn, key_id, workspace_id=workspace_id))
+
+
 async def _credits_add(conn: asyncpg.Connection, args: argparse.Namespace) -> object:
     workspace_id = accounts.parse_workspace_id(args.workspace)
     balance = await accounts.add_credits(conn, workspace_id, args.amount)
@@ -71,6 +104,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     create.add_argument("--plan", required=True, help="plan name: free, pro or enterprise")
     create.add_argument("--credits", type=int, default=0, help="opening credit balance")
     create.set_defaults(func=_admin(_workspace_create))
+    ws_list = ws_actions.add_parser(
+        "list", help="every workspace, oldest first, with its number of active keys"
+    )
+    ws_list.set_defaults(func=_admin(_workspace_list))
+
+    _add_key_parsers(groups)
 
     credits = groups.add_parser("credits", help="manage credit balances")
     credit_actions = credits.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -87,3 +126,40 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     set_plan.add_argument("--workspace", required=True, help="workspace id")
     set_plan.add_argument("--plan", required=True, help="plan name")
     set_plan.set_defaults(func=_admin(_plan_set))
+
+
+REVOKE_DESCRIPTION = (
+    "Revoke an API key of a workspace; its other keys keep working. The key fails new"
+    " lookups at once, but an API process that accepted it lately keeps accepting it from"
+    " its cache for at most LOGFILL_API_KEY_CACHE_SECONDS (default 10 s), then answers 401."
+    " Revoking a revoked key changes nothing and prints already_revoked: true."
+)
+
+
+def _add_key_parsers(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    key = groups.add_parser("key", help="manage the API keys of workspaces")
+    key_actions = key.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = key_actions.add_parser(
+        "create",
+        help="another API key for a workspace, printed once (the others keep working)",
+    )
+    create.add_argument("--workspace", required=True, help="workspace id")
+    create.add_argument("--name", help="a label to tell the workspace's keys apart")
+    create.set_defaults(func=_admin(_key_create))
+
+    key_list = key_actions.add_parser(
+        "list", help="a workspace's keys, revoked ones included (prefixes only, never a key)"
+    )
+    key_list.add_argument("--workspace", required=True, help="workspace id")
+    key_list.set_defaults(func=_admin(_key_list))
+
+    revoke = key_actions.add_parser(
+        "revoke",
+        help="revoke a key (the API refuses it within the key cache period)",
+        description=REVOKE_DESCRIPTION,
+    )
+    which = revoke.add_mutually_exclusive_group(required=True)
+    which.add_argument("key_id", nargs="?", metavar="KEY_ID", help="key id (from key list)")
+    which.add_argument("--key", dest="key_option", metavar="KEY_ID", help="the same, as an option")
+    revoke.add_argument("--workspace", help="refuse the key unless it belongs to this workspace")
+    revoke.set_defaults(func=_admin(_key_revoke))
