@@ -15,6 +15,7 @@ import orjson
 from aiohttp import web
 
 from api.auth import KeyCache
+from api.dashboard import add_dashboard
 from api.handlers import backfills, deliveries, events, health, subscriptions, workspace
 from api.openapi import build_openapi
 from api.problems import problem_middleware
@@ -82,4 +83,6 @@ def create_app(
     app[OPENAPI] = orjson.dumps(build_openapi(operations, version=API_VERSION))
     app.cleanup_ctx.append(_database(settings, database_url, pool))
     add_operations(app, operations)
+    if settings.dashboard_enabled:
+        add_dashboard(app)
     return app

@@ -322,3 +322,29 @@ def _past(action: Action) -> str:
     return {"pause": "paused", "resume": "resumed", "cancel": "cancelled", "retry": "retried"}[
         action
     ]
+
+
+async def recent_backfills(
+    conn: Connection, workspace_id: uuid.UUID, limit: int = 10
+) -> list[asyncpg.Record]:
+    """A workspace's newest requests across its subscriptions."""
+    rows: list[asyncpg.Record] = await queries.fetch(
+        conn, "recent_backfills", workspace_id=workspace_id, limit=limit
+    )
+    return rows
+
+
+async def count_by_status(conn: Connection, workspace_id: uuid.UUID) -> dict[str, int]:
+    rows = await queries.fetch(conn, "count_backfills_by_status", workspace_id=workspace_id)
+    return {row["status"]: row["requests"] for row in rows}
+
+
+async def request_windows(
+    conn: Connection, workspace_id: uuid.UUID, backfill_id: uuid.UUID, limit: int = 200
+) -> list[asyncpg.Record]:
+    """The last `limit` windows that advanced a request, oldest first (404 if not ours)."""
+    await get_backfill(conn, workspace_id, backfill_id)
+    rows = await queries.fetch(
+        conn, "backfill_windows", backfill_id=backfill_id, workspace_id=workspace_id, limit=limit
+    )
+    return list(reversed(rows))

@@ -98,6 +98,12 @@ class Settings(BaseSettings):
     # How long an API process trusts a key it has looked up (a revoked key works
     # for at most this long in a process that saw it recently).
     api_key_cache_seconds: Annotated[float, Field(ge=0)] = 10.0
+    # The dashboard (served by `logfill api` and `logfill run` at /dashboard): how long
+    # a sign-in lasts, and whether its cookie is marked Secure ("auto": when the
+    # request came over https, as aiohttp sees it; "always" behind a TLS proxy).
+    dashboard_enabled: bool = True
+    dashboard_session_seconds: Annotated[int, Field(ge=60, le=30 * 86400)] = 12 * 3600
+    dashboard_secure_cookies: Literal["auto", "always", "never"] = "auto"
     # How long a rotated-out webhook secret keeps signing deliveries alongside the new one.
     webhook_secret_grace_seconds: Annotated[int, Field(ge=0)] = 86400
     maintenance_interval_seconds: Annotated[float, Field(gt=0)] = 600.0

@@ -136,6 +136,7 @@ async def advance(ctx: CommitContext, tally: Tally) -> set[uuid.UUID]:
             duplicate_matches=tally.duplicates.get(request_id, 0),
             credits_charged=tally.new.get(request_id, 0),
             cu_spent=cu_each,
+            window_id=ctx.window_id,
         )
         if advanced is None:  # the cursor moved under us: another leader
             raise LeaseLost(f"request {request_id}: cursor changed during the window")

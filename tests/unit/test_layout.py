@@ -32,7 +32,7 @@ LAYERS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
     (5, "customer resources", (
         "indexer.accounts", "indexer.subscriptions", "indexer.event_signatures",
         "indexer.backfills", "indexer.idempotency", "indexer.deliveries", "indexer.pagination",
-        "indexer.refusals", "indexer.events",
+        "indexer.refusals", "indexer.events", "indexer.sessions",
     )),
     (6, "worker", ("indexer.worker",)),
     (7, "api", ("api.*",)),

@@ -117,3 +117,31 @@ SELECT r.id,
 FROM backfill_requests r
 WHERE r.chain_id = $1 AND r.status IN ('queued', 'processing')
 ORDER BY r.created_at, r.id;
+
+-- recent_backfills(workspace_id, limit) --
+-- A workspace's newest requests across its subscriptions (the dashboard's home).
+SELECT r.id, r.subscription_id, s.name AS subscription_name, r.chain_id, r.status,
+       r.from_block, r.to_block, r.block_order, r.cursor, r.blocks_scanned, r.matches,
+       r.new_matches, r.credits_charged, r.created_at, r.finished_at, r.labels,
+       (SELECT sum(upper(x) - lower(x)) FROM unnest(r.remaining) AS x)::bigint
+           AS remaining_blocks
+FROM backfill_requests r
+JOIN subscriptions s ON s.id = r.subscription_id
+WHERE r.workspace_id = $1
+ORDER BY r.created_at DESC, r.id DESC
+LIMIT $2;
+
+-- count_backfills_by_status(workspace_id) --
+-- How many requests of a workspace are in each status.
+SELECT status, count(*) AS requests FROM backfill_requests WHERE workspace_id = $1 GROUP BY status;
+
+-- backfill_windows(backfill_id, workspace_id, limit) --
+-- The windows that advanced a request, oldest first: its share and the window's totals.
+SELECT w.id AS window_id, w.started_at, w.finished_at, w.budget_cu, w.cu_spent AS window_cu,
+       w.requests_served, rw.cu_spent, rw.blocks_scanned, rw.matches, rw.new_matches
+FROM backfill_request_windows rw
+JOIN backfill_requests r ON r.id = rw.backfill_request_id
+JOIN windows w ON w.id = rw.window_id
+WHERE rw.backfill_request_id = $1 AND r.workspace_id = $2
+ORDER BY w.started_at DESC
+LIMIT $3;

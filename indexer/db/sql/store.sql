@@ -130,25 +130,38 @@ RETURNING subscription_id, log_id;
 -- Debit a workspace; the CHECK keeps the balance from going below zero.
 UPDATE workspaces SET credits = credits - $2 WHERE id = $1 RETURNING credits;
 
--- advance_request(request_id, old_cursor, remaining, cursor, status, blocks_scanned, matches, new_matches, duplicate_matches, credits_charged, cu_spent) --
--- Progress of one request after a commit, compare-and-set on the cursor it had.
-UPDATE backfill_requests
-SET remaining = $3,
-    cursor = $4,
-    status = $5,
-    blocks_scanned = blocks_scanned + $6,
-    matches = matches + $7,
-    new_matches = new_matches + $8,
-    duplicate_matches = duplicate_matches + $9,
-    credits_charged = credits_charged + $10,
-    cu_spent = cu_spent + $11,
-    started_at = coalesce(started_at, now()),
-    finished_at = CASE WHEN $5 IN ('completed', 'completed_noop') THEN now() END,
-    last_transient_error = NULL,
-    last_transient_error_at = NULL,
-    updated_at = now()
-WHERE id = $1 AND cursor IS NOT DISTINCT FROM $2
-RETURNING id;
+-- advance_request(request_id, old_cursor, remaining, cursor, status, blocks_scanned, matches, new_matches, duplicate_matches, credits_charged, cu_spent, window_id) --
+-- Progress of one request after a commit, compare-and-set on the cursor it had, and
+-- the same progress added to the request's line for this window (nothing when the
+-- cursor had moved: then no id comes back).
+WITH advanced AS (
+    UPDATE backfill_requests
+    SET remaining = $3,
+        cursor = $4,
+        status = $5,
+        blocks_scanned = blocks_scanned + $6,
+        matches = matches + $7,
+        new_matches = new_matches + $8,
+        duplicate_matches = duplicate_matches + $9,
+        credits_charged = credits_charged + $10,
+        cu_spent = cu_spent + $11,
+        started_at = coalesce(started_at, now()),
+        finished_at = CASE WHEN $5 IN ('completed', 'completed_noop') THEN now() END,
+        last_transient_error = NULL,
+        last_transient_error_at = NULL,
+        updated_at = now()
+    WHERE id = $1 AND cursor IS NOT DISTINCT FROM $2
+    RETURNING id
+)
+INSERT INTO backfill_request_windows AS w
+    (backfill_request_id, window_id, cu_spent, blocks_scanned, matches, new_matches)
+SELECT id, $12, $11, $6, $7, $8 FROM advanced
+ON CONFLICT (backfill_request_id, window_id) DO UPDATE
+SET cu_spent = w.cu_spent + EXCLUDED.cu_spent,
+    blocks_scanned = w.blocks_scanned + EXCLUDED.blocks_scanned,
+    matches = w.matches + EXCLUDED.matches,
+    new_matches = w.new_matches + EXCLUDED.new_matches
+RETURNING backfill_request_id;
 
 -- add_coverage(subscription_id, blocks) --
 -- Blocks now scanned for a subscription.

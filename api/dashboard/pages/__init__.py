@@ -1,0 +1,3 @@
+"""The dashboard's pages, one module per area; each exports `ROUTES`."""
+
+from __future__ import annotations
