@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: run demo test test-fast check lint types pytest migrate bench clean
+.PHONY: run chain demo test test-fast check lint types pytest migrate bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,6 +14,11 @@ $(STAMP): pyproject.toml
 ## run: API + worker in one process on the embedded PostgreSQL (or LOGFILL_DATABASE_URL)
 run: $(STAMP)
 	$(BIN)/logfill run
+
+## chain: anvil on 127.0.0.1:8545 with the demo's tokens and transfers, for `make run`;
+## prints the LOGFILL_CHAINS line to use and stays up until Ctrl-C (`ARGS="--port 8546"`)
+chain: $(STAMP) node_modules/.installed
+	$(BIN)/python -m demo --chain-only $(ARGS)
 
 ## demo: the whole mission end to end on a local chain; `make demo ARGS=--keep` stays up
 demo: $(STAMP) node_modules/.installed

@@ -1,7 +1,8 @@
-"""`python -m demo [--keep] [--blocks N]`: the demo as its own program.
+"""`python -m demo [--keep | --chain-only [--port P]] [--blocks N]`: the demo as its own
+program.
 
-`make demo` runs it this way, and `logfill demo` replaces itself with it, so
-nothing imports `demo`.
+`make demo` and `make chain` run it this way, and `logfill demo` replaces itself
+with it, so nothing imports `demo`.
 """
 
 from __future__ import annotations

@@ -15,10 +15,12 @@ import os
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -189,14 +191,16 @@ def _write_atomically(path: Path, value: object) -> None:
 
 
 class Anvil:
-    """A private anvil on a free 127.0.0.1 port for as long as the `with` block lasts.
+    """A private anvil on 127.0.0.1 for as long as the `with` block lasts.
 
-    It runs in its own session, so that Ctrl-C reaches the demo, which stops it
-    (SIGTERM, then SIGKILL) on the way out, whatever happened.
+    On `port`, or a free port when none is given. It runs in its own session, so
+    that Ctrl-C reaches the demo, which stops it (SIGTERM, then SIGKILL) on the
+    way out, whatever happened.
     """
 
-    def __init__(self, startup_timeout: float = 30.0) -> None:
+    def __init__(self, startup_timeout: float = 30.0, port: int | None = None) -> None:
         self.startup_timeout = startup_timeout
+        self.port = port
         self.url = ""
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -209,7 +213,7 @@ class Anvil:
         binary = NODE_MODULES / ".bin" / "anvil"
         if not os.access(binary, os.X_OK):
             raise _tools_missing(binary)
-        port = free_port()
+        port = free_port() if self.port is None else _unused_port(self.port)
         self.url = f"http://127.0.0.1:{port}"
         options = ["--host", "127.0.0.1", "--port", str(port), "--chain-id", str(CHAIN_ID)]
         self.proc = subprocess.Popen(
@@ -253,6 +257,20 @@ class Anvil:
         proc, self.proc = self.proc, None
         if proc is not None:
             stop_process_group(proc)
+
+
+def _unused_port(port: int) -> int:
+    """`port`, when nothing listens on it: else another node would answer in anvil's place."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no listener
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot start anvil on 127.0.0.1:{port}: {exc.strerror or exc} "
+                "(another node running? choose a port with --port)"
+            ) from None
+    return port
 
 
 def stop_process_group(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
@@ -408,3 +426,38 @@ def _check_history(client: httpx.Client, url: str, deployed: Deployed, history: 
         raise ChainError(
             f"expected {history.token_transfers} token transfers on chain, found {found}"
         )
+
+
+# --------------------------------------------------------------------------- together
+
+
+@dataclass(frozen=True)
+class LocalChain:
+    """anvil with the three contracts deployed and their history mined."""
+
+    url: str
+    pid: int
+    deployed: Deployed
+    history: History
+
+
+@contextmanager
+def local_chain(
+    blocks: int, progress: Callable[[str], None], *, port: int | None = None
+) -> Iterator[LocalChain]:
+    """Compile, start anvil, deploy, mine about `blocks` blocks; anvil stops with the block.
+
+    The deployer's first transactions put the contracts at the same addresses on
+    every fresh anvil (DemoToken at 0x5FbDB2315678afecb367f032d93F642f64180aa3).
+    """
+    progress("compiling DemoToken, DemoNFT, DemoItems (OpenZeppelin, solcjs)")
+    artifacts = compile_contracts()
+    with Anvil(port=port) as anvil:
+        deployed = deploy(anvil.url, artifacts)
+        progress(f"anvil at {anvil.url}: contracts deployed, mining history")
+        history = make_history(anvil.url, deployed, blocks)
+        progress(
+            f"{history.last_block} blocks, {history.token_transfers} token transfers, "
+            f"{history.nft_mints} NFT mints, {history.item_mints} item mints"
+        )
+        yield LocalChain(anvil.url, anvil.pid, deployed, history)

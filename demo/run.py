@@ -9,7 +9,9 @@ everything else goes through the HTTP API (`demo.story`). Every child process,
 the embedded PostgreSQL and the temporary folder are stopped or removed on the
 way out, on success, failure, Ctrl-C, SIGTERM and SIGHUP (the terminal was
 closed) alike. Exit code 0 when the summary adds up, 1 when it does not or a
-step failed.
+step failed. With `--keep` it stays up and prints commands that work against it
+as pasted (`demo.commands`); `--chain-only` is the chain alone, for `make run`
+(`demo.chain_only`).
 """
 
 from __future__ import annotations
@@ -17,14 +19,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import signal
 import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 
 import httpx
 from aiohttp import web
@@ -32,17 +32,12 @@ from rich.console import Console
 from rich.table import Table
 
 from api.client import ApiClient, ApiError
-from demo.chain import (
-    CHAIN_ID,
-    Anvil,
-    Deployed,
-    History,
-    compile_contracts,
-    deploy,
-    make_history,
-)
+from demo.chain import CHAIN_ID, LocalChain, local_chain
+from demo.chain_only import DEFAULT_PORT, run_chain_only
+from demo.commands import Running, logfill_program, try_commands
 from demo.receiver import WebhookReceiver, start_receiver
 from demo.service import Service, chain_config
+from demo.signals import stop_like_ctrl_c, wait_for_signal
 from demo.story import Plan, Summary, check_summary, run_story
 from indexer.accounts import create_workspace
 from indexer.db.embedded import embedded_database
@@ -76,17 +71,17 @@ class DemoResult:
 class Stage:
     """What is running while the story is told."""
 
+    database_url: str
+    embedded: bool  # the demo's own PostgreSQL, deleted on the way out
+    workspace_id: str
     api_key: str
-    anvil_url: str
-    anvil_pid: int
-    deployed: Deployed
-    history: History
+    chain: LocalChain
     service: Service
     data_dir: Path
 
 
-async def _open_workspace(database_url: str) -> str:
-    """Migrate, then the operator's step: a workspace on the pro plan; its API key."""
+async def _open_workspace(database_url: str) -> tuple[str, str]:
+    """Migrate, then the operator's step: a workspace on the pro plan; its id and API key."""
     conn = await connect(database_url)
     try:
         await migrate(conn, load_migrations())
@@ -95,7 +90,7 @@ async def _open_workspace(database_url: str) -> str:
         )
     finally:
         await conn.close()
-    return created.api_key
+    return str(created.workspace_id), created.api_key
 
 
 @contextmanager
@@ -107,21 +102,22 @@ def staged(options: DemoOptions, console: Console) -> Iterator[Stage]:
         if database_url is None:
             console.print(f"[dim]- starting an embedded PostgreSQL in {data_dir}[/]")
             database_url = stack.enter_context(embedded_database(data_dir))
-        api_key = asyncio.run(_open_workspace(database_url))
-        console.print("[dim]- compiling DemoToken, DemoNFT, DemoItems (OpenZeppelin, solcjs)[/]")
-        artifacts = compile_contracts()
-        anvil = stack.enter_context(Anvil())
-        deployed = deploy(anvil.url, artifacts)
-        console.print(f"[dim]- anvil at {anvil.url}: contracts deployed, mining history[/]")
-        history = make_history(anvil.url, deployed, options.blocks)
-        console.print(
-            f"[dim]- {history.last_block} blocks, {history.token_transfers} token transfers, "
-            f"{history.nft_mints} NFT mints, {history.item_mints} item mints[/]"
+        workspace_id, api_key = asyncio.run(_open_workspace(database_url))
+        chain = stack.enter_context(
+            local_chain(options.blocks, lambda step: console.print(f"[dim]- {step}[/]"))
         )
-        config = chain_config(anvil.url, history.last_block + 1)
+        config = chain_config(chain.url, chain.history.last_block + 1)
         service = stack.enter_context(Service(database_url, data_dir, config))
         console.print(f"[dim]- logfill run at {service.url} (log: {service.log_path})[/]")
-        yield Stage(api_key, anvil.url, anvil.pid, deployed, history, service, data_dir)
+        yield Stage(
+            database_url=database_url,
+            embedded=options.database_url is None,
+            workspace_id=workspace_id,
+            api_key=api_key,
+            chain=chain,
+            service=service,
+            data_dir=data_dir,
+        )
 
 
 def print_summary(console: Console, summary: Summary) -> None:
@@ -154,66 +150,64 @@ def print_summary(console: Console, summary: Summary) -> None:
     )
 
 
+def print_database(console: Console, stage: Stage) -> None:
+    """Where the demo's data is: admin commands need this URL (the default is another)."""
+    note = (
+        "the demo's own PostgreSQL, deleted when the demo stops"
+        if stage.embedded
+        else "LOGFILL_DATABASE_URL: the demo's workspace stays there"
+    )
+    console.print(f"Database: {stage.database_url}   ({note})", markup=False, highlight=False)
+    console.print(
+        "`make demo ARGS=--keep` (`python -m demo --keep`) leaves it all up, "
+        "with commands to try against it.",
+        markup=False,
+    )
+
+
 def print_where(console: Console, stage: Stage, summary: Summary, receiver: str) -> None:
-    url, key = stage.service.url, stage.api_key
-    console.print(f"""
-[bold]The service is up[/] (Ctrl-C stops everything and deletes the demo's data):
-  API          {url}   (OpenAPI: {url}/openapi.json)
-  API key      {key}
-  anvil        {stage.anvil_url}   chain {CHAIN_ID}, DemoToken {stage.deployed.token}
-  webhooks     {receiver}
-  service log  {stage.service.log_path}
-Try:
-  export LOGFILL_API_URL={url} LOGFILL_API_KEY={key}
-  logfill backfill list --subscription {summary.subscription_id}
-  logfill backfill status {summary.backfill_id}""")
-
-
-# Besides Ctrl-C (SIGINT): `kill` and a closing terminal stop the demo too.
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
-
-
-def _ignore_stop_signals() -> None:
-    """The demo is stopping: a repeated SIGTERM or SIGHUP must not cut the clean-up short.
-
-    A closing terminal can send SIGHUP twice (the shell passes it on to its jobs,
-    then the kernel sends it to the foreground group); dying on the second one
-    would leave anvil, `logfill run` (both in sessions of their own, so the
-    terminal does not reach them) and the embedded PostgreSQL running.
-    """
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, signal.SIG_IGN)
-
-
-def _stop_like_ctrl_c(signum: int, frame: FrameType | None) -> None:
-    _ignore_stop_signals()
-    raise KeyboardInterrupt
-
-
-async def _wait_for_signal() -> None:
-    """Until Ctrl-C, SIGTERM or SIGHUP; later SIGTERM and SIGHUP are then ignored."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, *STOP_SIGNALS):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
-    # Taken back from the loop, which would reset them to "die at once" when it closes.
-    for signum in (signal.SIGINT, *STOP_SIGNALS):
-        loop.remove_signal_handler(signum)
-    _ignore_stop_signals()
+    url, chain = stage.service.url, stage.chain
+    rows = [
+        ("API", f"{url}   (OpenAPI: {url}/openapi.json)"),
+        ("API key", stage.api_key),
+        ("workspace", f"{stage.workspace_id}   ({DEMO_PLAN} plan)"),
+        ("database", stage.database_url),
+        ("anvil", f"{chain.url}   chain {CHAIN_ID}, DemoToken {chain.deployed.token}"),
+        ("webhooks", receiver),
+        ("service log", str(stage.service.log_path)),
+    ]
+    console.print(
+        "\n[bold]The service is up[/] (Ctrl-C stops everything and deletes the demo's data):"
+    )
+    for name, value in rows:
+        console.print(f"  {name:<12} {value}", markup=False, highlight=False)
+    running = Running(
+        api_url=url,
+        api_key=stage.api_key,
+        database_url=stage.database_url,
+        workspace_id=stage.workspace_id,
+        subscription_id=summary.subscription_id,
+        backfill_id=summary.backfill_id,
+    )
+    console.print("Try (each line works as pasted, in this folder):")
+    for line in try_commands(running, logfill_program()):
+        console.print(f"  {line}", markup=False, highlight=False)
 
 
 async def _serve_story(stage: Stage, options: DemoOptions, console: Console) -> Summary:
     receiver = WebhookReceiver()
     runner: web.AppRunner = await start_receiver(receiver)
-    plan = Plan(stage.deployed.token, 0, stage.history.last_block, stage.history.token_transfers)
+    history = stage.chain.history
+    plan = Plan(stage.chain.deployed.token, 0, history.last_block, history.token_transfers)
     try:
         async with ApiClient(stage.service.url, stage.api_key) as api:
             summary = await run_story(api, plan, receiver, console)
         print_summary(console, summary)
         if options.keep:
             print_where(console, stage, summary, receiver.url)
-            await _wait_for_signal()
+            await wait_for_signal()
+        else:
+            print_database(console, stage)
         return summary
     finally:
         await runner.cleanup()
@@ -221,7 +215,7 @@ async def _serve_story(stage: Stage, options: DemoOptions, console: Console) -> 
 
 def run_demo(options: DemoOptions, console: Console) -> DemoResult:
     with staged(options, console) as stage:
-        pids = (stage.anvil_pid, stage.service.pid)
+        pids = (stage.chain.pid, stage.service.pid)
         summary = asyncio.run(_serve_story(stage, options, console))
     return DemoResult(summary, check_summary(summary), pids)
 
@@ -235,27 +229,52 @@ def _history_blocks(value: str) -> int:
     return int(value)
 
 
+def _tcp_port(value: str) -> int:
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        raise argparse.ArgumentTypeError(f"a TCP port (1-65535), got {value!r}")
+    return int(value)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="logfill demo",
         description="Starts PostgreSQL, anvil with token contracts, a webhook receiver and "
         "logfill run; backfills the token's transfers through the API; prints a summary.",
     )
-    parser.add_argument("--keep", action="store_true", help="leave everything up until Ctrl-C")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--keep", action="store_true", help="leave everything up until Ctrl-C")
+    mode.add_argument(
+        "--chain-only",
+        action="store_true",
+        help="only the chain (make chain): anvil with the demo's tokens and transfers; prints "
+        "the LOGFILL_CHAINS line for `make run` and stays up until Ctrl-C",
+    )
     parser.add_argument(
         "--blocks",
         type=_history_blocks,
         default=DEFAULT_BLOCKS,
         help=f"blocks of history, at least {MIN_BLOCKS} (default %(default)s)",
     )
+    parser.add_argument(
+        "--port",
+        type=_tcp_port,
+        help=f"anvil's port with --chain-only (default {DEFAULT_PORT})",
+    )
     return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.port is not None and not args.chain_only:
+        parser.error("--port goes with --chain-only (the demo's own anvil takes a free port)")
+    return args
 
 
 def tell_story(settings: Settings, args: argparse.Namespace) -> int:
     """Run the demo, print its summary and any problem; the exit code."""
     configure_logging("warning", settings.log_format)
-    for signum in STOP_SIGNALS:  # stop like Ctrl-C, cleaning up
-        signal.signal(signum, _stop_like_ctrl_c)
+    stop_like_ctrl_c()  # cleaning up on the way out
     console = Console(soft_wrap=True)
     options = DemoOptions(blocks=args.blocks, keep=args.keep, database_url=settings.database_url)
     try:
@@ -274,9 +293,12 @@ def tell_story(settings: Settings, args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m demo`: a failure of ours is one line on stderr, as `logfill` says it."""
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     try:
-        code = tell_story(load_settings(), args)
+        if args.chain_only:  # no database, so no settings to read
+            code = run_chain_only(args.blocks, DEFAULT_PORT if args.port is None else args.port)
+        else:
+            code = tell_story(load_settings(), args)
     except LogfillError as exc:
         sys.stderr.write(f"logfill: {exc}\n")
         code = exc.exit_code

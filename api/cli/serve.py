@@ -4,7 +4,8 @@
 deliveries), `run` both in one process sharing one pool. Each migrates first
 and runs until SIGINT, SIGTERM or SIGHUP (the terminal was closed), then closes
 what it opened: the listening socket, the worker's tasks, the pool, and the
-embedded PostgreSQL when it uses one (`api.cli.database.on_database`).
+embedded PostgreSQL when it uses one (`api.cli.database.on_database`). Without
+a chain configured each of them says so once at start-up (`no_chains_configured`).
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ async def serve(settings: Settings, url: str, *, api: bool, worker: bool) -> Non
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(signum, stop.set)
+    if not settings.chains:
+        warn_no_chains()
     await apply_migrations(settings, url)
     if stop.is_set():
         log.info("stopped")
@@ -71,6 +74,17 @@ async def serve(settings: Settings, url: str, *, api: bool, worker: bool) -> Non
             await runner.cleanup()
         await pool.close()
         log.info("stopped")
+
+
+def warn_no_chains() -> None:
+    """Runs, but can do nothing useful: a newcomer's `make run` should not look fine."""
+    log.warning(
+        "no_chains_configured",
+        hint="LOGFILL_CHAINS is empty: the API refuses every subscription and backfill "
+        "(chain not configured) and the worker scans nothing. Set LOGFILL_CHAINS (see "
+        ".env.example); for a local chain run `make chain` in another terminal and start "
+        "with the LOGFILL_CHAINS line it prints.",
+    )
 
 
 async def _start_api(settings: Settings, pool: asyncpg.Pool) -> web.AppRunner:

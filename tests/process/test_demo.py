@@ -2,13 +2,15 @@
 
 Each step of `make demo` is asserted: the repeated POST is deduplicated, the
 request completes, every transfer on chain is stored and delivered to a
-receiver that verified every signature, the summary's figures add up, and
-nothing the demo started is left running, after success and after Ctrl-C.
+receiver that verified every signature, the summary's figures add up, the
+commands it prints work as pasted (the admin one on the demo's own database),
+and nothing the demo started is left running, after success and after Ctrl-C.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import signal
@@ -57,6 +59,7 @@ def test_the_demo_story_end_to_end(database_url: str) -> None:
     assert result.problems == []
     assert "Summary" in text and f"{summary.matches_stored:,}" in text
     assert "completed" in text and "100%" in text  # the progress bar ended full
+    assert f"Database: {database_url}" in text
 
     assert all_gone(result.child_pids)
     assert descendants(os.getpid()) <= before
@@ -103,6 +106,41 @@ def _env(database_url: str, tmp_path: Path) -> dict[str, str]:
     return env
 
 
+# The end of what `--keep` prints after "The service is up" (its last command).
+LAST_PRINTED = "/events?limit=3"
+
+
+def printed_command(text: str, words: str) -> str:
+    """The line the demo printed to try that holds `words`, as a user would copy it."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text)  # rich's colours, in a terminal
+    lines = [line.strip() for line in text.splitlines() if words in line]
+    assert len(lines) == 1, text
+    return lines[0]
+
+
+def run_as_pasted(line: str, cwd: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """`line` in bash, from the demo's folder, in a shell that sets no LOGFILL_* of its own
+    (but another data dir: the default embedded PostgreSQL is not the demo's database)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOGFILL_")}
+    env["LOGFILL_DATA_DIR"] = str(tmp_path / "default-data")
+    return subprocess.run(
+        ["bash", "-c", line], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def top_up_as_printed(text: str, cwd: Path, tmp_path: Path) -> dict[str, object]:
+    """The printed `logfill admin credits add` reaches the demo's workspace; its answer."""
+    workspace = re.search(r"workspace\s+([0-9a-f-]{36})", text)
+    assert workspace, text
+    line = printed_command(text, "admin credits add")
+    assert line.startswith("LOGFILL_DATABASE_URL=") and "--amount 100" in line
+    result = run_as_pasted(line, cwd, tmp_path)
+    assert result.returncode == 0, result.stderr
+    answer: dict[str, object] = json.loads(result.stdout)
+    assert answer["workspace_id"] == workspace.group(1)
+    return answer
+
+
 def test_logfill_demo_keep_stays_up_until_ctrl_c_then_stops_everything(
     database_url: str, tmp_path: Path
 ) -> None:
@@ -110,6 +148,7 @@ def test_logfill_demo_keep_stays_up_until_ctrl_c_then_stops_everything(
     proc = subprocess.Popen(
         [LOGFILL_BIN, "demo", "--keep", "--blocks", "200"],
         env=_env(database_url, tmp_path),
+        cwd=tmp_path,
         stdout=out,
         stderr=subprocess.STDOUT,
         text=True,
@@ -120,16 +159,30 @@ def test_logfill_demo_keep_stays_up_until_ctrl_c_then_stops_everything(
             assert proc.poll() is None, (tmp_path / "demo.out").read_text()
             assert time.monotonic() < deadline, "the demo did not come up"
             time.sleep(0.2)
+        deadline = time.monotonic() + 5
+        while LAST_PRINTED not in (tmp_path / "demo.out").read_text():
+            assert time.monotonic() < deadline, (tmp_path / "demo.out").read_text()
+            time.sleep(0.1)
         children = descendants(proc.pid)
         assert len(children) >= 2  # anvil and logfill run
         text = (tmp_path / "demo.out").read_text()
         assert "Idempotent-Replayed: true" in text and "API key" in text
+        assert re.search(rf"database\s+{re.escape(database_url)}", text), text
+        # 1,000,000 credits less one a match, plus the 100 of the printed top-up
+        credits = top_up_as_printed(text, tmp_path, tmp_path)["credits"]
+        assert isinstance(credits, int) and 1_000_000 - 200 < credits <= 1_000_100
+        status = run_as_pasted(printed_command(text, "backfill status"), tmp_path, tmp_path)
+        assert status.returncode == 0 and "completed" in status.stdout, status.stderr
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0, (tmp_path / "demo.out").read_text()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        if proc.poll() is None:  # a failed assertion: still stop what the demo started
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
         out.close()
     assert "Everything the demo started is stopped." in (tmp_path / "demo.out").read_text()
     assert all_gone(children)
@@ -146,7 +199,8 @@ def test_closing_the_terminal_of_the_demo_keep_stops_everything_it_started(
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOGFILL_")}
     argv = [sys.executable, "-m", "demo", "--keep", "--blocks", "100"]
     with in_terminal(argv, env, cwd=PROJECT_ROOT) as terminal:
-        shown = terminal.wait_for("The service is up", timeout=180)
+        terminal.wait_for("The service is up", timeout=180)
+        shown = terminal.wait_for(LAST_PRINTED, timeout=5)
         text = re.sub(r"\x1b\[[0-9;]*m", "", shown)  # rich's colours
         found = re.search(r"(/\S*logfill-demo-[^/\s]+)/logfill\.log", text)
         assert found, text
@@ -158,6 +212,7 @@ def test_closing_the_terminal_of_the_demo_keep_stops_everything_it_started(
             if p.info["name"] == "postgres" and str(folder) in " ".join(p.info["cmdline"] or [])
         }
         assert len(children) >= 2 and server and folder.is_dir(), text
+        top_up_as_printed(text, PROJECT_ROOT, tmp_path)  # on the demo's embedded PostgreSQL
         terminal.close()
         assert terminal.proc.wait(timeout=60) == 0
     assert all_gone(children | server, timeout=15)
