@@ -2,7 +2,8 @@
 
 Every worker schedules, per configured chain, the backfill window every
 `tick_seconds`; the lease in `chain_state` lets exactly one of them run it per
-tick. Every worker also purges expired Idempotency-Key records, and sends
+tick. Every worker also purges expired Idempotency-Key records and dashboard
+sessions, and sends
 webhook deliveries from the outbox (`indexer.webhooks.dispatcher`, a task beside
 the scheduler, running even when no chain is configured).
 """
@@ -21,6 +22,7 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import start_http_server
 
+from indexer import sessions
 from indexer.db import queries
 from indexer.settings import Settings
 from indexer.webhooks.dispatcher import delivering
@@ -37,11 +39,17 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{_INSTANCE}"
 
 
-async def purge_expired_idempotency_keys(pool: asyncpg.Pool) -> None:
+async def maintenance(pool: asyncpg.Pool) -> None:
+    """Forget what can no longer be used: expired Idempotency-Key records and
+    dashboard sessions."""
     status = await queries.execute(pool, "purge_expired_idempotency_keys")
     purged = int(status.split()[-1])
     if purged:
         log.info("idempotency_keys_purged", count=purged)
+    async with pool.acquire() as conn:
+        forgotten = await sessions.forget_expired(conn)
+    if forgotten:
+        log.info("dashboard_sessions_purged", count=forgotten)
 
 
 async def window_job(pool: asyncpg.Pool, settings: Settings, chain_id: int, worker: str) -> None:
@@ -59,11 +67,11 @@ def build_scheduler(
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30}
     )
     scheduler.add_job(
-        purge_expired_idempotency_keys,
+        maintenance,
         "interval",
         seconds=settings.maintenance_interval_seconds,
         args=[pool],
-        id="purge_expired_idempotency_keys",
+        id="maintenance",
     )
     for chain_id, chain in sorted(settings.chains.items()):
         scheduler.add_job(
