@@ -30,7 +30,7 @@ from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS = BENCH_DIR / "results"
-BENCHMARKS = ("rpc_scan", "backfill_e2e", "api_load", "webhooks", "webhook_drain")
+BENCHMARKS = ("rpc_scan", "backfill_e2e", "api_load", "webhooks", "webhook_drain", "event_export")
 # Arguments a benchmark runs with here. The drain's "before" case (the old strict
 # order and schedule) takes 5-12 minutes a seed: run it by hand to compare.
 ARGUMENTS = {"webhook_drain": ["--cases", "strict,after"]}
@@ -201,12 +201,46 @@ def rows_webhook_drain(r: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def rows_event_export(r: dict[str, Any]) -> list[Row]:
+    """A row per format: events/s at the largest size; RSS growth largest vs smallest."""
+    rule = r.get("flat_rule", {})
+    goal = (
+        f"flat memory: growth at the largest size <= {rule.get('ratio', 1.5)}x the "
+        f"smallest's + {rule.get('slack_mib', 20):g} MiB"
+    )
+    rows = []
+    for fmt, flat in r.get("flat", {}).items():
+        api, cli = flat.get("api", {}), flat.get("cli", {})
+        reference = (
+            f"RSS growth at {_n(flat.get('largest'))} vs {_n(flat.get('smallest'))} events: "
+            f"API +{_n(api.get('largest_growth_mib'), 'MiB')} vs "
+            f"+{_n(api.get('smallest_growth_mib'), 'MiB')} "
+            f"(peak {_n(api.get('largest_peak_mib'), 'MiB')}), "
+            f"CLI +{_n(cli.get('largest_growth_mib'), 'MiB')} vs "
+            f"+{_n(cli.get('smallest_growth_mib'), 'MiB')} "
+            f"(peak {_n(cli.get('largest_peak_mib'), 'MiB')})"
+        )
+        met = None if not api or not cli else bool(api.get("met") and cli.get("met"))
+        rows.append(
+            Row(
+                "event_export",
+                f"events export, {fmt.upper()}, {_n(flat.get('largest'))} events",
+                _n(flat.get("events_per_second"), "events/s"),
+                reference,
+                goal,
+                met,
+            )
+        )
+    return rows
+
+
 EXTRACTORS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "rpc_scan": rows_rpc_scan,
     "backfill_e2e": rows_backfill_e2e,
     "api_load": rows_api_load,
     "webhooks": rows_webhooks,
     "webhook_drain": rows_webhook_drain,
+    "event_export": rows_event_export,
 }
 
 
