@@ -5,7 +5,9 @@ Tiers, one folder each (`pytest tests/unit tests/db` is the fast set):
 - db/: a real PostgreSQL, everything else in-process (the API through aiohttp's test server);
 - chain/: a real anvil node or the scripted fake provider (tests/support/fake_provider.py);
 - process/: `logfill` processes (kill -9, signals, the demo, the CLI against a live API) and
-  other subprocesses.
+  other subprocesses;
+- browser/: the dashboard in Debian's Chromium through Playwright, against `logfill run` on
+  anvil (tests/support/browser.py; they skip without Chromium, except under .ci/run).
 
 `LOGFILL_TEST_DATABASE_URL` names a PostgreSQL server to use (any database on it;
 tests create their own). Without it an embedded PostgreSQL is started for the
@@ -45,6 +47,7 @@ pytest_plugins = [
     "tests.support.processes",
     "tests.support.chain",
     "tests.support.api",
+    "tests.support.browser",
 ]
 
 
