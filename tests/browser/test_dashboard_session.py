@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from playwright.sync_api import Browser, expect
 
 from tests.support.browser import DashboardService, both_widths, new_page, screenshot, sign_in
+
+if TYPE_CHECKING:
+    from playwright._impl._api_structures import SetCookieParam  # the type only
 
 
 def test_sign_in_shows_the_workspace_and_sign_out_ends_the_session(
@@ -29,7 +33,12 @@ def test_sign_in_shows_the_workspace_and_sign_out_ends_the_session(
 
     page.get_by_role("button", name="Sign out").click()
     expect(page).to_have_url(dashboard_service.page_url("/dashboard/sign-in"))
-    page.context.add_cookies([session])  # the old cookie, put back: the server forgot it
+    old: SetCookieParam = {  # the old cookie, put back: the server has forgotten it
+        "name": session["name"],
+        "value": session["value"],
+        "url": dashboard_service.page_url("/dashboard/"),
+    }
+    page.context.add_cookies([old])
     page.goto(dashboard_service.page_url("/dashboard/"))
     expect(page.get_by_role("button", name="Sign in")).to_be_visible()
     page.context.close()
