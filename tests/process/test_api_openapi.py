@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import asyncpg
-from aiohttp.web_urldispatcher import AbstractRoute
 from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.web_urldispatcher import AbstractRoute
 
 from api.app import create_app
 from api.handlers.subscriptions import WEBHOOK_RESOLVER

@@ -31,6 +31,8 @@ EXPECTED_TABLES = {
     "chain_state",
     "windows",
     "schema_migrations",
+    "dashboard_sessions",
+    "backfill_request_windows",
 }
 
 

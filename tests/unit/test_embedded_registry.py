@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,11 +22,12 @@ from indexer.db.embedded import STARTS_FILE, _is_live, _prune_registry
 
 
 def unused_pid() -> int:
-    """A PID no process holds right now."""
-    pid = max(psutil.pids()) + 1
-    while psutil.pid_exists(pid):
-        pid += 1
-    return pid
+    """The PID of a process that has just exited (and been reaped). Linux hands PIDs out
+    in increasing order, so it stays unused until the counter wraps around, unlike
+    "the largest PID + 1", which the next process started anywhere on the machine takes."""
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
 
 
 @dataclass
