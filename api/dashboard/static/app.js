@@ -4,6 +4,8 @@
 //    data-live-interval ms (default 1000), by the HTML fragment URL answers
 //    (the server renders it with the same template as the page). It stops once
 //    the fragment says data-live-final, and pauses while the tab is hidden.
+//    When the fragment's data-live-reload differs from the element's, the whole
+//    page is reloaded instead (parts outside the fragment depend on that value).
 // 2. Forms with data-once are sent once: their submit buttons are disabled on
 //    submit (the server's idempotency key makes a resubmission harmless anyway).
 (function () {
@@ -33,6 +35,11 @@
           holder.innerHTML = html.trim();
           var fresh = holder.firstElementChild;
           if (!fresh) return schedule();
+          var reload = element.getAttribute("data-live-reload");
+          if (reload !== null && fresh.getAttribute("data-live-reload") !== reload) {
+            window.location.reload();
+            return;
+          }
           element.replaceWith(fresh);
           element = fresh;
           if (fresh.hasAttribute("data-live-final")) {
