@@ -1,8 +1,8 @@
 """A subscription's stored events: one page at a time, or the whole set streamed.
 
-Both read in chain order by keyset (block, log index, match id), bounded by an
-optional block range, and render each match as the webhook sends it (decoded
-when the subscription's ABIs allow). An export reads in batches, each on a
+Both read by keyset (block, log index, match id), in chain order or newest first,
+bounded by an optional block range, and render each match as the webhook sends it
+(decoded when the subscription's ABIs allow). An export reads in batches, each on a
 connection taken from the pool and given back before the batch is sent, so a
 slow reader holds neither a connection nor a transaction, and memory stays flat
 whatever the size of the set.
@@ -20,6 +20,7 @@ import asyncpg
 from indexer.chain.logs import Log
 from indexer.db import queries
 from indexer.db.pool import Connection
+from indexer.domain import Order
 from indexer.outbox.bodies import EventDecoder, event_body
 from indexer.pagination import decode_cursor, encode_cursor
 from indexer.refusals import InvalidFields
@@ -28,6 +29,11 @@ from indexer.subscriptions import require_subscription
 EXPORT_BATCH = 2000
 LAST_BLOCK = 2**63 - 1  # no upper bound: the largest block a bigint holds
 Key = tuple[int, int, int]  # (block_number, log_index, match id): the last one read
+# Above every match of a block: a log index is an int4 and a match id a bigint, and no
+# match gets the largest of both. Where a newest-first read of a range starts.
+BLOCK_END = (2**31 - 1, 2**63 - 1)
+# A cursor says which way it reads, so one of a newest-first list is refused by the other.
+CURSOR_KINDS: dict[Order, str] = {"asc": "events", "desc": "events_desc"}
 
 
 @dataclass(frozen=True)
@@ -49,13 +55,21 @@ class BlockBounds:
                 parameter=True,
             )
 
-    def start(self, after: str | None) -> Key:
-        """The key to read after: the later of the cursor and the range's start."""
-        first: Key = (-1, -1, 0) if self.from_block is None else (self.from_block, -1, 0)
+    def start(self, after: str | None, order: Order = "asc") -> Key:
+        """The key to read on from (exclusive): the cursor's, kept within the range."""
+        if order == "desc":
+            first: Key = (self.last, *BLOCK_END)
+        else:
+            first = (-1, -1, 0) if self.from_block is None else (self.from_block, -1, 0)
         if after is None:
             return first
-        block, log_index, match_id = decode_cursor(after, "events", (int, int, int))
-        return max(first, (block, log_index, match_id))
+        block, log_index, match_id = decode_cursor(after, CURSOR_KINDS[order], (int, int, int))
+        key = (block, log_index, match_id)
+        return min(first, key) if order == "desc" else max(first, key)
+
+    @property
+    def first(self) -> int:
+        return 0 if self.from_block is None else self.from_block
 
     @property
     def last(self) -> int:
@@ -64,15 +78,24 @@ class BlockBounds:
 
 @dataclass
 class EventReader:
-    """Reads one subscription's events in chain order from a key on."""
+    """Reads one subscription's events from a key on, in chain order or newest first."""
 
     chain_id: int
     decoder: EventDecoder
     subscription_id: uuid.UUID
     bounds: BlockBounds
     key: Key
+    order: Order = "asc"
 
     async def read(self, conn: Connection, limit: int) -> list[asyncpg.Record]:
+        read = self._read_newest_first if self.order == "desc" else self._read_in_order
+        rows = await read(conn, limit)
+        if rows:
+            last = rows[-1]
+            self.key = (last["block_number"], last["log_index"], last["id"])
+        return rows
+
+    async def _read_in_order(self, conn: Connection, limit: int) -> list[asyncpg.Record]:
         block, log_index, match_id = self.key
         rows: list[asyncpg.Record] = await queries.fetch(
             conn,
@@ -84,10 +107,26 @@ class EventReader:
             to_block=self.bounds.last,
             limit=limit,
         )
-        if rows:
-            last = rows[-1]
-            self.key = (last["block_number"], last["log_index"], last["id"])
         return rows
+
+    async def _read_newest_first(self, conn: Connection, limit: int) -> list[asyncpg.Record]:
+        block, log_index, match_id = self.key
+        rows: list[asyncpg.Record] = await queries.fetch(
+            conn,
+            "list_subscription_events_desc",
+            subscription_id=self.subscription_id,
+            before_block=block,
+            before_log_index=log_index,
+            before_id=match_id,
+            from_block=self.bounds.first,
+            limit=limit,
+        )
+        return rows
+
+    def cursor(self, row: asyncpg.Record) -> str:
+        """The cursor of the page that follows `row`."""
+        key = (row["block_number"], row["log_index"], row["id"])
+        return encode_cursor(CURSOR_KINDS[self.order], *key)
 
     def render(self, row: asyncpg.Record) -> dict[str, Any]:
         return event_item(self.chain_id, row, self.decoder)
@@ -99,13 +138,14 @@ async def open_reader(
     subscription_id: uuid.UUID,
     bounds: BlockBounds,
     after: str | None = None,
+    order: Order = "asc",
 ) -> EventReader:
     """A reader for the workspace's subscription (404 otherwise), checked bounds first."""
     bounds.check()
-    key = bounds.start(after)
+    key = bounds.start(after, order)
     owner = await require_subscription(conn, workspace_id, subscription_id)
     decoder = EventDecoder(owner["event_abis"])
-    return EventReader(owner["chain_id"], decoder, subscription_id, bounds, key)
+    return EventReader(owner["chain_id"], decoder, subscription_id, bounds, key, order)
 
 
 async def list_events(
@@ -116,15 +156,15 @@ async def list_events(
     limit: int,
     after: str | None,
     bounds: BlockBounds | None = None,
+    order: Order = "asc",
 ) -> tuple[list[dict[str, Any]], str | None]:
     """One page of stored matches and the cursor of the next (None on the last)."""
-    reader = await open_reader(conn, workspace_id, subscription_id, bounds or BlockBounds(), after)
+    reader = await open_reader(
+        conn, workspace_id, subscription_id, bounds or BlockBounds(), after, order
+    )
     rows = await reader.read(conn, limit + 1)
     page, more = rows[:limit], len(rows) > limit
-    cursor = None
-    if more:
-        last = page[-1]
-        cursor = encode_cursor("events", last["block_number"], last["log_index"], last["id"])
+    cursor = reader.cursor(page[-1]) if more else None
     return [reader.render(row) for row in page], cursor
 
 

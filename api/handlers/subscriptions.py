@@ -23,7 +23,7 @@ from indexer.webhooks.ssrf import SET_TIME_DNS_TIMEOUT_SECONDS, Resolver, system
 WEBHOOK_RESOLVER = web.AppKey[Resolver]("webhook_resolver")
 
 
-def _spec(model: SubscriptionCreate | SubscriptionPatch) -> SubscriptionSpec:
+def subscription_spec(model: SubscriptionCreate | SubscriptionPatch) -> SubscriptionSpec:
     return SubscriptionSpec(
         chain_id=model.chain_id if isinstance(model, SubscriptionCreate) else None,
         name=model.name,
@@ -43,7 +43,7 @@ def _targets(call: Call) -> WebhookTargets:
 
 
 async def create_subscription(call: Call) -> web.Response:
-    spec = _spec(call.body_as(SubscriptionCreate))
+    spec = subscription_spec(call.body_as(SubscriptionCreate))
     async with call.pool.acquire() as conn:
         row = await subscriptions.create_subscription(
             conn, call.workspace_id, spec, call.settings.chains, targets=_targets(call)
@@ -70,7 +70,7 @@ async def get_subscription(call: Call) -> web.Response:
 
 
 async def patch_subscription(call: Call) -> web.Response:
-    spec = _spec(call.body_as(SubscriptionPatch))
+    spec = subscription_spec(call.body_as(SubscriptionPatch))
     async with call.pool.acquire() as conn:
         row, new_secret = await subscriptions.update_subscription(
             conn, call.workspace_id, call.path_id(), spec, targets=_targets(call)

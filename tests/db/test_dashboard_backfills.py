@@ -445,7 +445,13 @@ async def test_the_live_part_is_final_once_the_request_is_terminal(
     assert fragment.lstrip().startswith('<section class="card live"')
     assert f'data-live="/dashboard/requests/{backfill_id}/live"' in fragment
     assert ("data-live-final" in fragment) == (status in TERMINAL)
-    assert fragment.strip() in request_page  # without JavaScript a reload shows the same
+    # Then the header (badge and buttons) for the script to swap in by id, so status and
+    # buttons follow without a reload; without JavaScript a reload shows the same parts.
+    head_start = '<div class="page-head" id="request-head" data-live-swap>'
+    live, head = fragment.split(head_start)
+    assert live.strip() in request_page
+    assert (head_start + head).strip() in request_page
+    assert "Request actions" in head and "badge" in head
     if status == "failed":
         assert "403 Forbidden: this key may not call eth_getLogs" in by_testid(fragment, "error")
     if status == "blocked":

@@ -380,11 +380,20 @@ async def _show_request(
 
 
 async def request_live(visit: Visit) -> web.StreamResponse:
-    """The live section alone: what the page's script polls (the page renders the same)."""
+    """The live section and the header (badge, actions): what the page's script polls
+    and swaps in (the page renders the same templates)."""
     async with visit.pool.acquire() as conn:
         row = await backfills.get_backfill(conn, visit.workspace_id, visit.path_id())
     backfill = render.backfill(row)
-    return _fragment(show(visit, "_request_live.html", backfill=backfill, final=_final(backfill)))
+    return _fragment(
+        show(
+            visit,
+            "_request_update.html",
+            backfill=backfill,
+            final=_final(backfill),
+            buttons=action_buttons(backfill.status),
+        )
+    )
 
 
 async def request_windows(visit: Visit) -> web.StreamResponse:

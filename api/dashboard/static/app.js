@@ -4,8 +4,8 @@
 //    data-live-interval ms (default 1000), by the HTML fragment URL answers
 //    (the server renders it with the same template as the page). It stops once
 //    the fragment says data-live-final, and pauses while the tab is hidden.
-//    When the fragment's data-live-reload differs from the element's, the whole
-//    page is reloaded instead (parts outside the fragment depend on that value).
+//    Elements after the first one in the answer that carry data-live-swap replace
+//    the page's element of the same id (a request's header: status and buttons).
 // 2. Forms with data-once are sent once: their submit buttons are disabled on
 //    submit (the server's idempotency key makes a resubmission harmless anyway).
 (function () {
@@ -35,11 +35,10 @@
           holder.innerHTML = html.trim();
           var fresh = holder.firstElementChild;
           if (!fresh) return schedule();
-          var reload = element.getAttribute("data-live-reload");
-          if (reload !== null && fresh.getAttribute("data-live-reload") !== reload) {
-            window.location.reload();
-            return;
-          }
+          Array.prototype.slice.call(holder.children, 1).forEach(function (part) {
+            var old = part.id && part.hasAttribute("data-live-swap") && document.getElementById(part.id);
+            if (old) old.replaceWith(part);
+          });
           element.replaceWith(fresh);
           element = fresh;
           if (fresh.hasAttribute("data-live-final")) {
@@ -57,18 +56,18 @@
     if (!element.hasAttribute("data-live-final")) schedule();
   }
 
-  function once(form) {
-    form.addEventListener("submit", function () {
-      window.setTimeout(function () {
-        form.querySelectorAll("button[type=submit]").forEach(function (button) {
-          button.disabled = true;
-        });
-      }, 0);
-    });
-  }
+  // Delegated, so that forms swapped in later (a request's buttons) are covered too.
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!(form instanceof HTMLFormElement) || !form.hasAttribute("data-once")) return;
+    window.setTimeout(function () {
+      form.querySelectorAll("button[type=submit]").forEach(function (button) {
+        button.disabled = true;
+      });
+    }, 0);
+  });
 
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("[data-live]").forEach(follow);
-    document.querySelectorAll("form[data-once]").forEach(once);
   });
 })();

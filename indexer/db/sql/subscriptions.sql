@@ -85,3 +85,14 @@ WHERE m.subscription_id = $1 AND (m.block_number, m.log_index, m.id) > ($2, $3, 
   AND m.block_number <= $5
 ORDER BY m.block_number, m.log_index, m.id
 LIMIT $6;
+
+-- list_subscription_events_desc(subscription_id, before_block, before_log_index, before_id, from_block, limit) --
+-- Stored matches of a subscription newest first, before a keyset cursor, down to a block.
+SELECT m.id, m.block_number, m.log_index, m.backfill_request_id, m.created_at,
+       l.block_hash, l.transaction_hash, l.transaction_index, l.address, l.topics, l.data
+FROM matches m
+JOIN logs l ON l.id = m.log_id
+WHERE m.subscription_id = $1 AND (m.block_number, m.log_index, m.id) < ($2, $3, $4)
+  AND m.block_number >= $5
+ORDER BY m.block_number DESC, m.log_index DESC, m.id DESC
+LIMIT $6;
