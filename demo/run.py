@@ -168,6 +168,8 @@ def print_database(console: Console, stage: Stage) -> None:
 def print_where(console: Console, stage: Stage, summary: Summary, receiver: str) -> None:
     url, chain = stage.service.url, stage.chain
     rows = [
+        ("dashboard", f"{url}/dashboard/   (sign in with the API key below)"),
+        ("request", f"{url}/dashboard/requests/{summary.backfill_id}"),
         ("API", f"{url}   (OpenAPI: {url}/openapi.json)"),
         ("API key", stage.api_key),
         ("workspace", f"{stage.workspace_id}   ({DEMO_PLAN} plan)"),

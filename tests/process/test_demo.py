@@ -20,6 +20,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 from rich.console import Console
@@ -141,6 +142,19 @@ def top_up_as_printed(text: str, cwd: Path, tmp_path: Path) -> dict[str, object]
     return answer
 
 
+def sign_in_to_the_printed_dashboard(text: str) -> None:
+    """The printed dashboard URL and key sign in, and the printed request page shows it."""
+    dashboard = re.search(r"dashboard\s+(http://\S+/dashboard/)", text)
+    key = re.search(r"API key\s+(lf_\S+)", text)
+    request = re.search(r"request\s+(http://\S+/dashboard/requests/(\S+))", text)
+    assert dashboard and key and request, text
+    with httpx.Client(follow_redirects=True, timeout=10) as browser:
+        signed_in = browser.post(f"{dashboard.group(1)}sign-in", data={"api_key": key.group(1)})
+        assert signed_in.status_code == 200 and "Credits" in signed_in.text
+        page = browser.get(request.group(1))
+        assert page.status_code == 200 and request.group(2) in page.text
+
+
 def test_logfill_demo_keep_stays_up_until_ctrl_c_then_stops_everything(
     database_url: str, tmp_path: Path
 ) -> None:
@@ -173,6 +187,7 @@ def test_logfill_demo_keep_stays_up_until_ctrl_c_then_stops_everything(
         assert isinstance(credits, int) and 1_000_000 - 200 < credits <= 1_000_100
         status = run_as_pasted(printed_command(text, "backfill status"), tmp_path, tmp_path)
         assert status.returncode == 0 and "completed" in status.stdout, status.stderr
+        sign_in_to_the_printed_dashboard(text)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0, (tmp_path / "demo.out").read_text()
     finally:
