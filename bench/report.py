@@ -30,7 +30,15 @@ from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS = BENCH_DIR / "results"
-BENCHMARKS = ("rpc_scan", "backfill_e2e", "api_load", "webhooks", "webhook_drain", "event_export")
+BENCHMARKS = (
+    "rpc_scan",
+    "backfill_e2e",
+    "api_load",
+    "webhooks",
+    "webhook_drain",
+    "event_export",
+    "dashboard_pages",
+)
 # Arguments a benchmark runs with here. The drain's "before" case (the old strict
 # order and schedule) takes 5-12 minutes a seed: run it by hand to compare.
 ARGUMENTS = {"webhook_drain": ["--cases", "strict,after"]}
@@ -234,12 +242,28 @@ def rows_event_export(r: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def rows_dashboard_pages(r: dict[str, Any]) -> list[Row]:
+    goal = r.get("goal_p99_ms", 100)
+    return [
+        Row(
+            "dashboard_pages",
+            f"dashboard page: {page['page']} ({r.get('history')} requests in history)",
+            f"p99 {_n(page.get('p99_ms'), 'ms')}",
+            f"p50 {_n(page.get('p50_ms'), 'ms')}",
+            f"< {goal} ms at p99",
+            _at_most(page.get("p99_ms"), goal),
+        )
+        for page in r.get("pages", [])
+    ]
+
+
 EXTRACTORS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "rpc_scan": rows_rpc_scan,
     "backfill_e2e": rows_backfill_e2e,
     "api_load": rows_api_load,
     "webhooks": rows_webhooks,
     "webhook_drain": rows_webhook_drain,
+    "dashboard_pages": rows_dashboard_pages,
     "event_export": rows_event_export,
 }
 
