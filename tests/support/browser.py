@@ -128,7 +128,8 @@ def dashboard_service(
             LOGFILL_LOG_FORMAT="json",
             LOGFILL_API_PORT=str(port),
             LOGFILL_CHAINS=json.dumps(chains),
-            LOGFILL_WEBHOOK_ALLOW_PRIVATE="true",
+            LOGFILL_WEBHOOK_ALLOW_PRIVATE="true",  # the tests' receiver is on 127.0.0.1
+            LOGFILL_WEBHOOK_RETRY_SCHEDULE="0",  # one attempt: a failed delivery is dead
             LOGFILL_WORKER_METRICS_PORT="0",
         )
         log_path = work / "run.log"
