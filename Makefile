@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: run chain demo test test-fast check lint types pytest migrate bench clean
+.PHONY: run chain demo test test-fast check lint types pytest migrate bench screenshots clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,6 +51,13 @@ node_modules/.installed: package.json package-lock.json
 
 pytest: $(STAMP) node_modules/.installed
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+## screenshots: the dashboard's browser tests, then the README's screenshots from build/screenshots
+screenshots: $(STAMP) node_modules/.installed
+	$(BIN)/pytest -q tests/browser
+	mkdir -p docs/screenshots
+	cp build/screenshots/request-desktop.png docs/screenshots/request.png
+	cp build/screenshots/request-phone.png docs/screenshots/request-phone.png
 
 ## bench: every benchmark under bench/, then bench/results/latest.json and latest.md
 bench: $(STAMP) node_modules/.installed

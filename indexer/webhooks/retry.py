@@ -118,6 +118,7 @@ def decide(
     if attempt.failure in NOT_RETRIED:
         return Decision("dead", error=attempt.error)
     if attempts_made >= len(policy.schedule):
-        return Decision("dead", error=f"{attempt.error} (gave up after {attempts_made} attempts)")
+        tries = "1 attempt" if attempts_made == 1 else f"{attempts_made} attempts"
+        return Decision("dead", error=f"{attempt.error} (gave up after {tries})")
     delay = retry_delay(attempt, attempts_made, policy, now, rng)
     return Decision("pending", retry_in=delay, error=attempt.error)

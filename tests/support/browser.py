@@ -118,8 +118,16 @@ def dashboard_service(
             owner_key = aside.submit(make_workspace, database_url, credits=1_000_000).result()
             stranger_key = aside.submit(make_workspace, database_url, credits=10).result()
         port = free_port()
+        # Small windows (8 blocks a call, 300 CU each, one every 0.5 s), so that a
+        # backfill of the chain takes several windows: a bar that moves, a chart with bars.
         chains = {
-            str(node.chain_id): {"rpc_url": node.url, "confirmations": 0, "tick_seconds": 0.5}
+            str(node.chain_id): {
+                "rpc_url": node.url,
+                "confirmations": 0,
+                "tick_seconds": 0.5,
+                "max_block_range": 8,
+                "window_budget_cu": 300,
+            }
         }
         env = {k: v for k, v in os.environ.items() if not k.startswith("LOGFILL_")}
         env.update(
