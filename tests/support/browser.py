@@ -1,7 +1,7 @@
 """The dashboard in a real browser: Debian's Chromium driven by Playwright, against a
 real `logfill run` on a real anvil and a real PostgreSQL.
 
-- `chromium` (session): the browser. Without Chromium (or Playwright) the tests skip
+- `chromium` (module): the browser, started and stopped with each test module. Without Chromium (or Playwright) the tests skip
   with one line saying how to get it, except where `LOGFILL_REQUIRE_BROWSER=1`
   (`.ci/run` sets it): there a missing browser fails the run.
 - `dashboard_service` (module): anvil with an ERC-20-like emitter and a history of
@@ -64,10 +64,12 @@ def _missing(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium(clones: Clones) -> Iterator[Browser]:
-    """The browser. Playwright's sync API keeps an event loop running in the main thread
-    from its start, so the database server (whose set-up uses asyncio.run) comes first."""
+    """The browser, for one module's tests. Playwright's sync API keeps an event loop
+    running in the main thread while it is started: asyncio tests of other modules could
+    not run beside it (so it stops with the module), and the database server, whose
+    set-up uses asyncio.run, is started before it."""
     path = chromium_path()
     if path is None:
         _missing("no Chromium found: apt-get install chromium (or set LOGFILL_CHROMIUM)")
