@@ -1,9 +1,10 @@
 """The dashboard in a real browser: Debian's Chromium driven by Playwright, against a
 real `logfill run` on a real anvil and a real PostgreSQL.
 
-- `chromium` (module): the browser, started and stopped with each test module. Without Chromium (or Playwright) the tests skip
-  with one line saying how to get it, except where `LOGFILL_REQUIRE_BROWSER=1`
-  (`.ci/run` sets it): there a missing browser fails the run.
+- `chromium` (module): the browser, started and stopped with each test module.
+  Without Chromium (or Playwright) the tests skip with one line saying how to get
+  it, except where `LOGFILL_REQUIRE_BROWSER=1` (`.ci/run` sets it): there a
+  missing browser fails the run.
 - `dashboard_service` (module): anvil with an ERC-20-like emitter and a history of
   transfers, a migrated database, `logfill run` with a 0.5 s tick on that chain,
   and two workspaces (the owner's, and a stranger's for isolation checks).
