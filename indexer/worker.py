@@ -53,15 +53,49 @@ async def maintenance(pool: asyncpg.Pool) -> None:
 
 
 async def window_job(pool: asyncpg.Pool, settings: Settings, chain_id: int, worker: str) -> None:
-    """One tick for one chain; a failure is logged and the next tick tries again."""
+    """One window for one chain; a failure is logged and the next tick tries again."""
     try:
         await run_window(pool, settings, chain_id, worker)
     except Exception:
         log.exception("window_failed", chain_id=chain_id, worker=worker)
 
 
+class ChainWindows:
+    """The tick of each chain starts its window as a task and returns at once.
+
+    A window longer than a tick is normal under load: the ticks that find the
+    chain's window still running leave it be (no warning per skipped tick; the
+    window records itself in `window_finished`), and the next tick after it ends
+    starts the next one. APScheduler still owns the clock.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, settings: Settings, worker: str) -> None:
+        self.pool = pool
+        self.settings = settings
+        self.worker = worker
+        self.running: dict[int, asyncio.Task[None]] = {}
+
+    async def tick(self, chain_id: int) -> None:
+        task = self.running.get(chain_id)
+        if task is not None and not task.done():
+            return
+        self.running[chain_id] = asyncio.create_task(
+            window_job(self.pool, self.settings, chain_id, self.worker), name=f"window:{chain_id}"
+        )
+
+    async def stop(self) -> None:
+        """Cancel windows in flight (a commit is one transaction: nothing half-written)."""
+        tasks = [task for task in self.running.values() if not task.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 def build_scheduler(
-    settings: Settings, pool: asyncpg.Pool, worker: str | None = None
+    settings: Settings,
+    pool: asyncpg.Pool,
+    worker: str | None = None,
+    windows: ChainWindows | None = None,
 ) -> AsyncIOScheduler:
     scheduler = AsyncIOScheduler(
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30}
@@ -73,12 +107,15 @@ def build_scheduler(
         args=[pool],
         id="maintenance",
     )
+    windows = windows or ChainWindows(
+        pool, settings, worker or settings.worker_name or worker_name()
+    )
     for chain_id, chain in sorted(settings.chains.items()):
         scheduler.add_job(
-            window_job,
+            windows.tick,
             "interval",
             seconds=chain.tick_seconds,
-            args=[pool, settings, chain_id, worker or settings.worker_name or worker_name()],
+            args=[chain_id],
             id=f"window:{chain_id}",
             next_run_time=datetime.now(UTC),  # the first window right away
         )
@@ -114,7 +151,8 @@ async def run_worker(
     settings: Settings, pool: asyncpg.Pool, stop: asyncio.Event, *, serve_metrics: bool = True
 ) -> None:
     """Run the scheduler until `stop` is set, then shut it down."""
-    scheduler = build_scheduler(settings, pool)
+    windows = ChainWindows(pool, settings, settings.worker_name or worker_name())
+    scheduler = build_scheduler(settings, pool, windows=windows)
     if serve_metrics and settings.worker_metrics_port:
         serve_worker_metrics(settings)
     async with delivering(settings, pool):
@@ -128,4 +166,5 @@ async def run_worker(
             await stop.wait()
         finally:
             scheduler.shutdown(wait=False)
+            await windows.stop()
     log.info("worker_stopped", worker=settings.worker_name or worker_name())

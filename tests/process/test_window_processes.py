@@ -438,3 +438,28 @@ async def test_two_workers_on_one_database_run_each_tick_window_in_exactly_one_p
     # No window ever scanned what another one had stored: nothing was found twice.
     assert sum(w.duplicate_matches for w in windows) == 0
     assert sum(w.new_matches for w in windows) == stored > 0
+
+
+async def test_one_worker_runs_a_window_on_every_tick_while_work_is_runnable(
+    fresh_anvil: AnvilNode, conn: asyncpg.Connection, workers: Workers
+) -> None:
+    """A backfill that needs many windows gets one on each tick, not one every other tick
+    (the budget per window, not the scheduler, is what paces it), and the worker does
+    not warn about ticks it had to skip."""
+    on = fill_two_emitters(fresh_anvil.url, 500, segments=1)  # 1000 logs over 200 blocks
+    backfill = await queue_backfill(conn, on)
+    configure_chain(workers, on.url, max_block_range=5, window_budget_cu=130)
+    only = workers.start()
+
+    async def first_window() -> bool:
+        return bool(await windows_of_chain(conn))
+
+    await eventually(first_window, timeout=30, what="a first window", workers=workers)
+    await asyncio.sleep(8 * TICK)
+    windows = await windows_of_chain(conn)
+    running = (await conn.fetchval("SELECT now()") - windows[0].started_at).total_seconds()
+    ticks = running / TICK
+    assert len(windows) >= 0.85 * ticks, f"{len(windows)} windows in {ticks:.1f} ticks"
+    assert_one_window_per_tick([w for w in windows if w.finished_at is not None])
+    assert not await all_terminal(conn, backfill)
+    assert "skipped" not in only.output()

@@ -2,11 +2,13 @@
 -- Blocks: `-- name(parameters) --`, a description, the query (docs/architecture.md).
 
 -- take_window_lease(chain_id, worker, lease_seconds, tick_seconds) --
--- Become the chain's window leader: free lease, expired lease, or our own once a
--- tick ($4 seconds) has passed since our last window started (a worker restarted
--- under the same name takes over without waiting for its lease to run out, and a
--- scheduler that fires early still gets one window per tick). The lease runs `$3`
--- seconds and is renewed on each commit.
+-- Become the chain's window leader: free lease, expired lease, or our own once
+-- nine tenths of a tick ($4 seconds) have passed since our last window started (a
+-- worker restarted under the same name takes over without waiting for its lease to
+-- run out). Not a whole tick: the last window's start was stamped a few ms after its
+-- tick fired, so the next tick would look early by those ms and lose its window
+-- (windows ran every other tick); a scheduler still fires once per tick. The lease
+-- runs `$3` seconds and is renewed on each commit.
 INSERT INTO chain_state (chain_id, leader, lease_expires_at, window_started_at, updated_at)
 VALUES ($1, $2, now() + make_interval(secs => $3), now(), now())
 ON CONFLICT (chain_id) DO UPDATE
@@ -17,7 +19,7 @@ SET leader = EXCLUDED.leader,
 WHERE chain_state.leader IS NULL
    OR (chain_state.leader = EXCLUDED.leader
        AND (chain_state.window_started_at IS NULL
-            OR chain_state.window_started_at + make_interval(secs => $4) <= now()))
+            OR chain_state.window_started_at + make_interval(secs => $4 * 0.9) <= now()))
    OR chain_state.lease_expires_at IS NULL
    OR chain_state.lease_expires_at <= now()
 RETURNING window_started_at;
