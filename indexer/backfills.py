@@ -25,7 +25,7 @@ from indexer.pagination import decode_cursor, encode_cursor
 from indexer.refusals import Conflict, FieldError, InvalidFields, NotPermitted
 from indexer.settings import ChainSettings
 from indexer.subscriptions import require_subscription
-from indexer.window.eta import QueuedWork, estimate_queue, estimate_request
+from indexer.window.eta import calls_for, estimate_behind, estimate_request
 
 Action = Literal["pause", "resume", "cancel", "retry"]
 # What each owner action needs the request to be, said in the 409 when it is not.
@@ -35,6 +35,11 @@ ALLOWED_FROM: Mapping[str, str] = {
     "cancel": "queued, processing, paused_credits, paused or blocked",
     "retry": "failed",
 }
+
+# Requests queued since the chain's window last counted its queue that accepting a
+# request still adds up one by one (more only while no worker runs; then no estimate
+# holds anyway). Bounds what a POST costs, whatever the queue's length.
+RECENT_QUEUE_LIMIT = 200
 
 
 @dataclass(frozen=True)
@@ -125,7 +130,11 @@ async def _context(
     """The plan, subscription and chain a request depends on, checked in the order
     a client fixes them: plan (403), subscription (404), stored events (409), chain."""
     row: asyncpg.Record | None = await queries.fetchrow(
-        conn, "backfill_context", workspace_id=workspace_id, subscription_id=spec.subscription_id
+        conn,
+        "backfill_context",
+        workspace_id=workspace_id,
+        subscription_id=spec.subscription_id,
+        recent_limit=RECENT_QUEUE_LIMIT,
     )
     assert row is not None, "an authenticated workspace exists"
     require_rules(backfill_enabled=row["backfill_enabled"], stored_events=True)
@@ -167,18 +176,18 @@ async def _estimate(
         window_cu=chain.window_budget_cu,
         head_cu=head_cu,
     )
-    rows = await queries.fetch(conn, "runnable_queue", chain_id=ctx["chain_id"])
-    queue = [QueuedWork(r["id"], r["blocks"]) for r in rows]
-    mine = uuid.uuid4()
-    eta = estimate_queue(
-        [*queue, QueuedWork(mine, blocks - covered)],
+    calls_before = (ctx["queue_calls"] or 0) + sum(
+        calls_for(recent, span) for recent in ctx["recent_blocks"] or []
+    )
+    eta = estimate_behind(
+        calls_before,
+        calls_for(blocks - covered, span),
         now=now,
-        span=span,
         call_cu=call_cu,
         window_cu=chain.window_budget_cu,
         head_cu=head_cu,
         tick_seconds=chain.tick_seconds,
-    )[mine]
+    )
     return low, high, DryRun(blocks, covered, calls, cu, windows, eta.start_at, eta.finish_at)
 
 

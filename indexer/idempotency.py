@@ -75,13 +75,11 @@ async def run_once(
     async with conn.transaction():
         if key is None:
             return (await handle(conn)).response, False
-        locked = await queries.fetchval(
-            conn, "try_lock_idempotency_key", workspace_id=workspace_id, key=key
+        found = await queries.fetchrow(
+            conn, "lock_and_find_idempotency_key", workspace_id=workspace_id, key=key
         )
-        # Read after taking the lock: this statement sees whatever the previous holder committed.
-        stored = await queries.fetchrow(
-            conn, "find_idempotency_key", workspace_id=workspace_id, key=key
-        )
+        assert found is not None
+        locked, stored = found["locked"], found if found["fingerprint"] is not None else None
         if stored is not None and not stored["expired"]:
             if stored["fingerprint"] != request_fingerprint:
                 raise IdempotencyKeyReused(
@@ -130,5 +128,5 @@ async def _claim(
         backfill_request_id=outcome.created,
         ttl_seconds=float(ttl_seconds),
     )
-    if claimed is None:  # cannot happen while we hold the lock; never create twice
+    if claimed is None:  # the key's holder committed while we locked (see the query): 409
         raise IdempotencyKeyInFlight()

@@ -40,19 +40,47 @@ def estimate_queue(
     `span` blocks. This ignores batching (which only makes things sooner) and
     fair share between workspaces (which reorders, not adds, work).
     """
-    calls_per_window = max(1, (window_cu - head_cu) // call_cu)
     estimates = {}
     calls_before = 0
     for work in queue:
-        calls = math.ceil(work.blocks / span) if work.blocks else 0
-        start_window = calls_before // calls_per_window
-        finish_window = (calls_before + max(calls, 1) - 1) // calls_per_window
-        estimates[work.request_id] = Estimate(
-            now + timedelta(seconds=start_window * tick_seconds),
-            now + timedelta(seconds=(finish_window + 1) * tick_seconds),
+        calls = calls_for(work.blocks, span)
+        estimates[work.request_id] = estimate_behind(
+            calls_before,
+            calls,
+            now=now,
+            call_cu=call_cu,
+            window_cu=window_cu,
+            head_cu=head_cu,
+            tick_seconds=tick_seconds,
         )
         calls_before += calls
     return estimates
+
+
+def calls_for(blocks: int, span: int) -> int:
+    """eth_getLogs calls of `span` blocks that `blocks` blocks need."""
+    return math.ceil(blocks / span) if blocks else 0
+
+
+def estimate_behind(
+    calls_before: int,
+    calls: int,
+    *,
+    now: datetime,
+    call_cu: int,
+    window_cu: int,
+    head_cu: int,
+    tick_seconds: float,
+) -> Estimate:
+    """Start and finish of work needing `calls` calls behind `calls_before` calls of
+    the queue: the step `estimate_queue` takes for each request, on its own."""
+    calls_per_window = max(1, (window_cu - head_cu) // call_cu)
+    start_window = calls_before // calls_per_window
+    finish_window = (calls_before + max(calls, 1) - 1) // calls_per_window
+    return Estimate(
+        now + timedelta(seconds=start_window * tick_seconds),
+        now + timedelta(seconds=(finish_window + 1) * tick_seconds),
+    )
 
 
 def estimate_request(

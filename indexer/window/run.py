@@ -44,7 +44,7 @@ from indexer.window.chain_state import (
     save_learned_range,
     take_lease,
 )
-from indexer.window.eta import QueuedWork, estimate_queue
+from indexer.window.eta import QueuedWork, calls_for, estimate_queue
 from indexer.window.plan import FairShare, RequestState, Slice, plan_slice
 
 log = structlog.get_logger(__name__)
@@ -404,7 +404,9 @@ class Window:
         return tick * max(1, math.ceil((time.monotonic() - self.began) / tick))
 
     async def update_estimates(self) -> None:
-        """ETA of the chain's queue, FIFO, from the CU its remaining blocks need."""
+        """ETA of the chain's queue, FIFO, from the CU its remaining blocks need; and the
+        calls the whole queue needs, which accepting a request starts from."""
+        counted_at = await queries.fetchval(self.conn, "database_now")
         rows = await queries.fetch(self.conn, "runnable_queue", chain_id=self.chain_id)
         queue = [QueuedWork(row["id"], row["blocks"]) for row in rows]
         estimates = estimate_queue(
@@ -422,6 +424,13 @@ class Window:
             request_ids=list(estimates),
             start_ats=[e.start_at for e in estimates.values()],
             finish_ats=[e.finish_at for e in estimates.values()],
+        )
+        await queries.execute(
+            self.conn,
+            "count_queue",
+            chain_id=self.chain_id,
+            queue_calls=sum(calls_for(work.blocks, self.span) for work in queue),
+            counted_at=counted_at,
         )
 
     async def update_queue_depth(self) -> None:

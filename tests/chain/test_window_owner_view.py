@@ -213,7 +213,19 @@ async def test_a_queued_request_keeps_its_estimate_and_a_processing_one_moves_fo
         queued = await resource(conn, workspace, second)
         await next_window(pool, settings)
         two = await resource(conn, workspace, first)
+        counted = await conn.fetchrow(
+            "SELECT queue_calls, queue_counted_at FROM chain_state WHERE chain_id = 1"
+        )
+        left = await conn.fetchval(
+            "SELECT sum(ceil(blocks / 100.0))::bigint FROM (SELECT (SELECT sum(upper(x) -"
+            " lower(x)) FROM unnest(coalesce(remaining, int8multirange(int8range(from_block,"
+            " to_block, '[]')))) AS x) AS blocks FROM backfill_requests"
+            " WHERE status IN ('queued', 'processing')) AS q"
+        )
 
+    # The window counts what its queue still needs: a POST starts from that count.
+    assert counted is not None and counted["queue_counted_at"] is not None
+    assert counted["queue_calls"] == left
     assert one.status == two.status == "processing"
     assert one.estimated_start_at is not None and two.estimated_start_at == one.estimated_start_at
     assert one.estimated_finish_at is not None and two.estimated_finish_at is not None

@@ -92,3 +92,29 @@ async def test_resume_after_a_downgrade_is_403_and_without_stored_events_409(
     await expect_problem(refused, 409, "stored-events-disabled")
     still = await body(await client.get(url, headers=tenant.headers))
     assert still["status"] == "paused"
+
+
+async def test_a_request_queues_behind_the_windows_count_and_what_was_queued_since(
+    client: Client, conn: asyncpg.Connection
+) -> None:
+    """Accepting a request does not add the whole queue up again: it starts from the
+    calls the chain's window last counted, plus the requests queued after that."""
+    tenant = await make_tenant(conn, plan=await make_unlimited_plan(conn), credits=10)
+    sub = await create_subscription(client, tenant)
+    # Queued before the count, so already in it: 1,000,000 blocks, 500 calls.
+    await create_backfill(client, tenant, sub["id"], from_block=0, to_block=999_999)
+    # The window counted 199 * 10 calls: ten windows of work ahead (the request above
+    # included, as a window counts it).
+    await conn.execute(
+        "INSERT INTO chain_state (chain_id, queue_calls, queue_counted_at)"
+        " VALUES (1, 1990, clock_timestamp()) ON CONFLICT (chain_id) DO UPDATE"
+        " SET queue_calls = 1990, queue_counted_at = clock_timestamp()"
+    )
+    queued_since = await create_backfill(client, tenant, sub["id"], from_block=0, to_block=99)
+    behind_both = await create_backfill(client, tenant, sub["id"], from_block=0, to_block=99)
+
+    start = at(queued_since["estimated_start_at"])
+    assert start - datetime.now(UTC) >= 9 * TICK  # behind the ten counted windows, once
+    assert start - datetime.now(UTC) <= 11 * TICK  # not counting the first request twice
+    # The request queued since the count (one call) is ahead of the next one.
+    assert at(behind_both["estimated_start_at"]) >= start

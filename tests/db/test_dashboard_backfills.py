@@ -256,13 +256,13 @@ async def test_a_double_click_waits_for_the_first_submit_and_lands_on_its_reques
         return asyncio.create_task(owner.client.post(url, data=data, allow_redirects=False))
 
     async with conn.transaction():  # as if a first submit were still being queued
-        held = await queries.fetchval(
+        held = await queries.fetchrow(
             conn,
-            "try_lock_idempotency_key",
+            "lock_and_find_idempotency_key",
             workspace_id=owner.tenant.workspace_id,
             key=data["idempotency_key"],
         )
-        assert held
+        assert held is not None and held["locked"]
         clicks = [click(), click()]
         await asyncio.sleep(0.3)
         assert not any(c.done() for c in clicks)  # the API would have answered 409 by now

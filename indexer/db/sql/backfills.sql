@@ -1,16 +1,31 @@
 -- Backfill requests as their owner sees them: accept, read, list, owner actions, the queue.
 -- Blocks: `-- name(parameters) --`, a description, the query (docs/architecture.md).
 
--- backfill_context(workspace_id, subscription_id) --
+-- backfill_context(workspace_id, subscription_id, recent_limit) --
 -- What accepting a backfill depends on: the plan, the subscription, the chain's
--- heads and the subscription's coverage (subscription columns null: unknown id).
+-- heads, the subscription's coverage (subscription columns null: unknown id), and
+-- the queue it would join: the calls the chain's queue needed when its window last
+-- counted it, and the blocks of the requests queued since (at most `recent_limit`,
+-- oldest first), so that the cost does not grow with the queue.
 SELECT p.backfill_enabled, p.max_backfill_blocks, s.id AS subscription_id, s.chain_id,
-       s.stored_events, cs.head, cs.safe_head, cs.learned_block_range, c.covered
+       s.stored_events, cs.head, cs.safe_head, cs.learned_block_range, c.covered,
+       cs.queue_calls, q.blocks AS recent_blocks
 FROM workspaces w
 JOIN plans p ON p.name = w.plan
 LEFT JOIN subscriptions s ON s.id = $2 AND s.workspace_id = w.id
 LEFT JOIN chain_state cs ON cs.chain_id = s.chain_id
 LEFT JOIN subscription_coverage c ON c.subscription_id = s.id
+LEFT JOIN LATERAL (
+    SELECT array_agg(r.blocks) AS blocks
+    FROM (SELECT CASE WHEN r.remaining IS NULL THEN r.to_block - r.from_block + 1
+                      ELSE (SELECT coalesce(sum(upper(x) - lower(x)), 0)::bigint
+                            FROM unnest(r.remaining) AS x) END AS blocks
+          FROM backfill_requests r
+          WHERE r.chain_id = s.chain_id AND r.status IN ('queued', 'processing')
+            AND (cs.queue_counted_at IS NULL OR r.created_at >= cs.queue_counted_at)
+          ORDER BY r.created_at, r.id
+          LIMIT $3) AS r
+) q ON true
 WHERE w.id = $1;
 
 -- insert_backfill(workspace_id, subscription_id, chain_id, from_block, to_block, block_order, rescan, redeliver, labels, estimated_start_at, estimated_finish_at) --

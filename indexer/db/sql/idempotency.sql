@@ -1,15 +1,17 @@
 -- Idempotency-Key records of POST /v1/backfill.
 -- Blocks: `-- name(parameters) --`, a description, the query (docs/architecture.md).
 
--- try_lock_idempotency_key(workspace_id, key) --
--- Only one request per (workspace, key) is handled at a time; the loser answers 409.
-SELECT pg_try_advisory_xact_lock(hashtextextended('logfill.idempotency/' || $1::uuid::text || '/' || $2, 0));
-
--- find_idempotency_key(workspace_id, key) --
--- The stored first response of a key, and whether the key has expired.
-SELECT fingerprint, response_status, response_headers, response_body, expires_at <= now() AS expired
-FROM idempotency_keys
-WHERE workspace_id = $1 AND idempotency_key = $2;
+-- lock_and_find_idempotency_key(workspace_id, key) --
+-- Only one request per (workspace, key) is handled at a time (`locked` false: another
+-- holds it), and the stored first response of the key, if any, with whether it has
+-- expired. One statement, one round trip: its snapshot is taken before the lock, so a
+-- holder that commits in between is not seen; the claim then finds its key taken and
+-- the request is refused as in flight (409, retry), never created twice.
+SELECT pg_try_advisory_xact_lock(hashtextextended('logfill.idempotency/' || $1::uuid::text || '/' || $2, 0)) AS locked,
+       k.fingerprint, k.response_status, k.response_headers, k.response_body,
+       k.expires_at <= now() AS expired
+FROM (SELECT 1) AS one
+LEFT JOIN idempotency_keys k ON k.workspace_id = $1 AND k.idempotency_key = $2;
 
 -- forget_expired_idempotency_key(workspace_id, key) --
 -- An expired key is free again.

@@ -175,3 +175,12 @@ WHERE r.id = e.id AND r.status IN ('queued', 'processing');
 -- queue_depth(chain_id) --
 -- Requests per status on a chain (metrics).
 SELECT status, count(*) AS n FROM backfill_requests WHERE chain_id = $1 GROUP BY status;
+
+-- database_now --
+-- The database's clock now (not the transaction's start): when the queue is counted.
+SELECT clock_timestamp();
+
+-- count_queue(chain_id, queue_calls, counted_at) --
+-- The eth_getLogs calls a chain's runnable queue needs, as of `counted_at`: accepting
+-- a request adds only what was queued since.
+UPDATE chain_state SET queue_calls = $2, queue_counted_at = $3 WHERE chain_id = $1;
