@@ -47,6 +47,10 @@ class ChainSettings(BaseModel):
     max_attempts: Annotated[int, Field(ge=1, le=20)] = 5
     max_retry_after_seconds: Annotated[float, Field(ge=0)] = 30.0
     max_calls_in_flight: Annotated[int, Field(ge=1, le=64)] = 4
+    # Logs the scanner may expect in flight at once (from the logs per block it has
+    # seen): a further call goes out only while the calls in flight are expected to
+    # hold fewer, so memory stays bounded whatever the call size (one call always may).
+    max_logs_in_flight: Annotated[int, Field(ge=1)] = 25_000
     max_addresses_per_call: Annotated[int, Field(ge=1)] = 1000
     # A window's leader holds the chain this long past its last commit; if it
     # dies, another worker takes over once the lease has run out.

@@ -63,6 +63,7 @@ class LogScanner:
                     len(in_flight) < self.client.chain.max_calls_in_flight
                     and low <= cursor <= high
                     and budget.remaining_cu - cost * len(in_flight) >= cost
+                    and self._room_for_another([c for c, _ in in_flight])
                 ):
                     chunk = next_chunk(cursor, self.ranges.span, low=low, high=high, order=order)
                     task = asyncio.create_task(self._fetch(call_filters, chunk, budget))
@@ -79,6 +80,17 @@ class LogScanner:
             for _, pending in in_flight:
                 pending.cancel()
             await asyncio.gather(*(t for _, t in in_flight), return_exceptions=True)
+
+    def _room_for_another(self, in_flight: Sequence[tuple[int, int]]) -> bool:
+        """Whether one more call of the current span keeps the logs expected in flight
+        (from the logs per block seen) under the chain's bound; one call always may, and
+        until a first answer has shown how dense the chain is, only one."""
+        if not in_flight:
+            return True
+        if self.ranges.logs_per_block is None:
+            return False
+        blocks = self.ranges.span + sum(high - low + 1 for low, high in in_flight)
+        return self.ranges.expected_logs(blocks) <= self.client.chain.max_logs_in_flight
 
     async def _fetch(
         self, call_filters: Sequence[LogFilter], chunk: tuple[int, int], budget: WindowBudget
@@ -113,6 +125,7 @@ class LogScanner:
                 yield done
             return
         self.ranges.record_success()
+        self.ranges.record_density(chunk[1] - chunk[0] + 1, len(logs))
         yield LogChunk(chunk[0], chunk[1], logs)
 
     async def _split(

@@ -23,6 +23,9 @@ class AdaptiveRange:
     grow_after: int = 5
     provider_cap: int | None = None
     _successes: int = 0
+    # Logs per block seen lately (an average weighted towards the last calls); None
+    # before the first answer. What a call of `span` blocks is expected to bring.
+    logs_per_block: float | None = None
 
     def __post_init__(self) -> None:
         if self.max_span < 1:
@@ -32,6 +35,14 @@ class AdaptiveRange:
     @property
     def ceiling(self) -> int:
         return min(self.max_span, self.provider_cap or self.max_span)
+
+    def record_density(self, blocks: int, logs: int) -> None:
+        density = logs / max(1, blocks)
+        previous = self.logs_per_block
+        self.logs_per_block = density if previous is None else 0.5 * previous + 0.5 * density
+
+    def expected_logs(self, blocks: int) -> float:
+        return (self.logs_per_block or 0.0) * blocks
 
     def record_success(self) -> None:
         self._successes += 1
