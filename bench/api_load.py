@@ -62,7 +62,7 @@ class Result:
     p99_ms: float
 
 
-async def _wait_ready(base: str, process: subprocess.Popen[bytes]) -> None:
+async def wait_ready(base: str, process: subprocess.Popen[bytes]) -> None:
     async with aiohttp.ClientSession() as session:
         for _ in range(200):
             if process.poll() is not None:
@@ -326,7 +326,7 @@ def main() -> None:
     )
     results: list[Result] = []
     try:
-        asyncio.run(_wait_ready(base, process))
+        asyncio.run(wait_ready(base, process))
         seed = asyncio.run(_seed(database_url, base))
         for run in range(opts.repeat):
             for scenario in GOALS:

@@ -34,6 +34,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
+from bench.api_load import wait_ready
 from indexer.accounts import create_workspace
 from indexer.db.admin import create_database, drop_database
 from indexer.db.pool import connect
@@ -50,21 +51,6 @@ DELIVERIES = 50
 STATUSES = ("completed", "processing", "queued", "paused", "paused_credits", "failed", "cancelled")
 TRANSFER = "Transfer(address indexed from, address indexed to, uint256 value)"
 TRANSFER_TOPIC = bytes.fromhex("ddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef")
-
-
-async def wait_ready(base: str, process: subprocess.Popen[bytes]) -> None:
-    async with aiohttp.ClientSession() as session:
-        for _ in range(300):
-            if process.poll() is not None:
-                raise RuntimeError("logfill api exited during start-up")
-            try:
-                async with session.get(f"{base}/readyz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.05)
-    raise RuntimeError("logfill api did not become ready")
 
 
 async def seed(database_url: str, base: str) -> dict[str, Any]:

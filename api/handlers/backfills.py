@@ -46,7 +46,8 @@ def idempotency_key(request: web.Request) -> str | None:
     )
 
 
-def _spec(body: BackfillCreate) -> BackfillSpec:
+def backfill_spec(body: BackfillCreate) -> BackfillSpec:
+    """The request as the domain takes it (the dashboard's form makes the same)."""
     return BackfillSpec(
         subscription_id=body.subscription_id,
         from_block=body.from_block,
@@ -63,7 +64,7 @@ async def create_backfill(call: Call) -> web.Response:
     body = call.body_as(BackfillCreate)
     key = idempotency_key(call.request)
     fingerprint = idempotency.fingerprint("POST", ROUTE, call.json_body()) if key else b""
-    spec, chains, workspace_id = _spec(body), call.settings.chains, call.workspace_id
+    spec, chains, workspace_id = backfill_spec(body), call.settings.chains, call.workspace_id
 
     async def handle(conn: Connection) -> Outcome:
         if body.dry_run:

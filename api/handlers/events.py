@@ -14,6 +14,7 @@ import io
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import asyncpg
 import mimeparse
 import orjson
 import structlog
@@ -121,22 +122,33 @@ async def list_events(call: Call) -> web.StreamResponse:
         reader = await events.open_reader(
             conn, call.workspace_id, call.path_id(), bounds, query.after
         )
-    return await _stream(call, reader, media_type)
+    return await stream_export(call.request, call.pool, reader, media_type)
 
 
-async def _stream(call: Call, reader: events.EventReader, media_type: str) -> web.StreamResponse:
+async def stream_export(
+    request: web.Request,
+    pool: asyncpg.Pool,
+    reader: events.EventReader,
+    media_type: str,
+    *,
+    filename: str | None = None,
+) -> web.StreamResponse:
+    """Write every event of `reader` as NDJSON or CSV while reading them (the API's
+    export, and the dashboard's download with a file name)."""
     render: Callable[[Sequence[dict[str, Any]]], bytes] = (
         ndjson_lines if media_type == NDJSON else csv_rows
     )
-    request = call.request
-    response = web.StreamResponse(headers={"Content-Type": f"{media_type}; charset=utf-8"})
+    headers = {"Content-Type": f"{media_type}; charset=utf-8"}
+    if filename is not None:
+        headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response = web.StreamResponse(headers=headers)
     response.enable_chunked_encoding()
     await response.prepare(request)
     if media_type == CSV:
         await response.write(csv_rows([], header=True))
     written = 0
     try:
-        async for batch in events.export_events(call.pool, reader):
+        async for batch in events.export_events(pool, reader):
             await response.write(render(batch))
             written += len(batch)
     except ConnectionResetError:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import uuid
 
 import asyncpg
 import orjson
@@ -22,32 +21,14 @@ from tests.support.api import (
     expect_problem,
     make_tenant,
 )
-from tests.support.factories import insert_log, random_log
+from tests.support.factories import store_transfer_matches
 
 BLOCKS = [100, 100, 150, 200, 200, 200, 250, 300, 301, 400]  # two logs share block 100, ...
 
 
 async def store_matches(conn: asyncpg.Connection, subscription_id: str) -> None:
-    """One decodable Transfer per entry of BLOCKS; the value is the position."""
-    seen: dict[int, int] = {}
-    sender, receiver = bytes(12) + b"\x11" * 20, bytes(12) + b"\x22" * 20
-    for value, block in enumerate(BLOCKS):
-        log_index = seen[block] = seen.get(block, -1) + 1
-        log = random_log(
-            block_number=block,
-            log_index=log_index,
-            address=bytes.fromhex(TOKEN[2:]),
-            topics=[bytes.fromhex(TRANSFER_TOPIC[2:]), sender, receiver],
-            data=value.to_bytes(32, "big"),
-        )
-        await conn.execute(
-            "INSERT INTO matches (subscription_id, log_id, block_number, log_index)"
-            " VALUES ($1, $2, $3, $4)",
-            uuid.UUID(subscription_id),
-            await insert_log(conn, log),
-            block,
-            log_index,
-        )
+    """One decodable Transfer per entry of BLOCKS; its value is its position."""
+    await store_transfer_matches(conn, subscription_id, TOKEN, BLOCKS)
 
 
 @pytest.fixture

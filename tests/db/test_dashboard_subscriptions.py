@@ -24,14 +24,13 @@ from tests.support.api import (
     CHAIN_ID,
     TOKEN,
     TRANSFER,
-    TRANSFER_TOPIC,
     Client,
     Tenant,
     body,
     create_subscription,
     make_tenant,
 )
-from tests.support.factories import insert_log, random_log
+from tests.support.factories import store_transfer_matches
 from tests.support.webhooks import delivery_row, insert_delivery
 
 SUBSCRIPTIONS = "/dashboard/subscriptions"
@@ -419,25 +418,7 @@ async def test_delete_asks_for_confirmation_then_goes_back_to_the_list(
 
 async def store_transfers(conn: asyncpg.Connection, subscription_id: str) -> None:
     """One decodable Transfer per entry of BLOCKS; its value is its position."""
-    seen: dict[int, int] = {}
-    sender, receiver = bytes(12) + b"\x11" * 20, bytes(12) + b"\x22" * 20
-    for value, block in enumerate(BLOCKS):
-        log_index = seen[block] = seen.get(block, -1) + 1
-        log = random_log(
-            block_number=block,
-            log_index=log_index,
-            address=bytes.fromhex(TOKEN[2:]),
-            topics=[bytes.fromhex(TRANSFER_TOPIC[2:]), sender, receiver],
-            data=value.to_bytes(32, "big"),
-        )
-        await conn.execute(
-            "INSERT INTO matches (subscription_id, log_id, block_number, log_index)"
-            " VALUES ($1, $2, $3, $4)",
-            uuid.UUID(subscription_id),
-            await insert_log(conn, log),
-            block,
-            log_index,
-        )
+    await store_transfer_matches(conn, subscription_id, TOKEN, BLOCKS)
 
 
 @pytest.fixture

@@ -100,3 +100,33 @@ def parse_log(raw: Mapping[str, Any], *, from_block: int, to_block: int) -> Log:
     except msgspec.ValidationError as exc:
         raise ProviderFault(f"eth_getLogs returned a malformed log: {exc}") from exc
     return parse_logs([wire], from_block=from_block, to_block=to_block)[0]
+
+
+TRANSFER_TOPIC0 = bytes.fromhex("ddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef")
+
+
+async def store_transfer_matches(
+    conn: asyncpg.Connection, subscription_id: str | uuid.UUID, token: str, blocks: list[int]
+) -> None:
+    """Stored matches as a window leaves them: one decodable ERC-20 Transfer of `token`
+    per entry of `blocks` (log indexes counting up within a block), whose value is the
+    entry's position."""
+    seen: dict[int, int] = {}
+    sender, receiver = bytes(12) + b"\x11" * 20, bytes(12) + b"\x22" * 20
+    for value, block in enumerate(blocks):
+        log_index = seen[block] = seen.get(block, -1) + 1
+        log = random_log(
+            block_number=block,
+            log_index=log_index,
+            address=bytes.fromhex(token[2:]),
+            topics=[TRANSFER_TOPIC0, sender, receiver],
+            data=value.to_bytes(32, "big"),
+        )
+        await conn.execute(
+            "INSERT INTO matches (subscription_id, log_id, block_number, log_index)"
+            " VALUES ($1, $2, $3, $4)",
+            uuid.UUID(str(subscription_id)),
+            await insert_log(conn, log),
+            block,
+            log_index,
+        )

@@ -28,9 +28,10 @@ from api.dashboard.routes import Route
 from api.dashboard.view import field_errors_of, show, subscription_of, validate
 from api.dashboard.visits import PREFIX, Visit, page
 from api.handlers.backfills import ROUTE as API_ROUTE
+from api.handlers.backfills import backfill_spec
 from api.models import Backfill, BackfillCreate, BackfillPageQuery, DryRunResult, Subscription
 from indexer import accounts, backfills, idempotency, subscriptions
-from indexer.backfills import Action, BackfillSpec
+from indexer.backfills import Action
 from indexer.db.pool import Connection
 from indexer.domain import BACKFILL_STATUSES, TERMINAL, BackfillStatus
 from indexer.idempotency import Outcome, StoredResponse
@@ -138,18 +139,6 @@ def parse_labels(text: str) -> tuple[dict[str, str], str | None]:
     return labels, None
 
 
-def spec_of(body: BackfillCreate) -> BackfillSpec:
-    return BackfillSpec(
-        subscription_id=body.subscription_id,
-        from_block=body.from_block,
-        to_block=body.to_block,
-        labels=body.labels,
-        order=body.order,
-        rescan=body.rescan,
-        redeliver=body.redeliver,
-    )
-
-
 def api_body(body: BackfillCreate) -> dict[str, Any]:
     """The form as the JSON body of `POST /v1/backfill`, every field given: what the
     idempotency key's fingerprint is taken over."""
@@ -253,14 +242,18 @@ async def backfill_submit(visit: Visit) -> web.StreamResponse:
 async def _estimate(visit: Visit, body: BackfillCreate) -> DryRunResult:
     async with visit.pool.acquire() as conn:
         estimate = await backfills.dry_run(
-            conn, visit.workspace_id, spec_of(body), visit.settings.chains, now=datetime.now(UTC)
+            conn,
+            visit.workspace_id,
+            backfill_spec(body),
+            visit.settings.chains,
+            now=datetime.now(UTC),
         )
     return DryRunResult.model_validate(estimate, from_attributes=True)
 
 
 async def _queue(visit: Visit, key: str, body: BackfillCreate) -> uuid.UUID:
     """Create the request at most once per form (the API's claim, response and all)."""
-    spec, workspace_id, chains = spec_of(body), visit.workspace_id, visit.settings.chains
+    spec, workspace_id, chains = backfill_spec(body), visit.workspace_id, visit.settings.chains
     fingerprint = idempotency.fingerprint("POST", API_ROUTE, api_body(body))
 
     async def handle(conn: Connection) -> Outcome:

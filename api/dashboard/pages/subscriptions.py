@@ -28,7 +28,7 @@ from api import render
 from api.dashboard.routes import Route
 from api.dashboard.view import field_errors_of, show, subscription_of
 from api.dashboard.visits import PREFIX, Visit, page
-from api.handlers.events import CSV, NDJSON, csv_rows, ndjson_lines
+from api.handlers.events import CSV, NDJSON, stream_export
 from api.handlers.subscriptions import WEBHOOK_RESOLVER
 from api.handlers.subscriptions import subscription_spec as spec_of
 from api.models import (
@@ -40,7 +40,6 @@ from api.models import (
     SubscriptionPatch,
 )
 from indexer import deliveries, events, subscriptions
-from indexer.db.pool import UNAVAILABLE_ERRORS
 from indexer.domain import DELIVERY_STATUSES, Order
 from indexer.errors import InvalidInput
 from indexer.pagination import MAX_LIMIT
@@ -550,40 +549,7 @@ async def download_events(visit: Visit, media_type: str, suffix: str) -> web.Str
             events.BlockBounds(view.from_block, view.to_block),
         )
     filename = export_filename(subscription, view, suffix)
-    return await _stream(visit, reader, media_type, filename)
-
-
-async def _stream(
-    visit: Visit, reader: events.EventReader, media_type: str, filename: str
-) -> web.StreamResponse:
-    """As api.handlers.events streams an export, with a file name for the browser."""
-    request = visit.request
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": f"{media_type}; charset=utf-8",
-            "Content-Disposition": f'attachment; filename="{filename}"',
-        }
-    )
-    response.enable_chunked_encoding()
-    await response.prepare(request)
-    rows = ndjson_lines if media_type == NDJSON else csv_rows
-    if media_type == CSV:
-        await response.write(csv_rows([], header=True))
-    written = 0
-    try:
-        async for batch in events.export_events(visit.pool, reader):
-            await response.write(rows(batch))
-            written += len(batch)
-    except ConnectionResetError:
-        log.info("event_export_abandoned", subscription_id=str(reader.subscription_id))
-        return response
-    except UNAVAILABLE_ERRORS as exc:
-        log.warning("event_export_interrupted", written=written, error=type(exc).__name__)
-        if request.transport is not None:
-            request.transport.abort()  # an incomplete transfer, not a short file
-        return response
-    await response.write_eof()
-    return response
+    return await stream_export(visit.request, visit.pool, reader, media_type, filename=filename)
 
 
 async def download_ndjson(visit: Visit) -> web.StreamResponse:
