@@ -38,6 +38,7 @@ BENCHMARKS = (
     "webhook_drain",
     "event_export",
     "dashboard_pages",
+    "worker_memory",
 )
 # Arguments a benchmark runs with here. The drain's "before" case (the old strict
 # order and schedule) takes 5-12 minutes a seed: run it by hand to compare.
@@ -257,6 +258,21 @@ def rows_dashboard_pages(r: dict[str, Any]) -> list[Row]:
     ]
 
 
+def rows_worker_memory(r: dict[str, Any]) -> list[Row]:
+    goal = r.get("goal_mib", 200)
+    return [
+        Row(
+            "worker_memory",
+            f"windows' peak RSS, {run['logs_per_call']:,} logs a call",
+            _n(run.get("peak_rss_mib"), "MiB"),
+            f"{_n(run.get('seconds'), 's')} for {_n(run.get('matches'))} matches",
+            f"< {goal} MiB",
+            _at_most(run.get("peak_rss_mib"), goal),
+        )
+        for run in r.get("runs", [])
+    ]
+
+
 EXTRACTORS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "rpc_scan": rows_rpc_scan,
     "backfill_e2e": rows_backfill_e2e,
@@ -264,6 +280,7 @@ EXTRACTORS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "webhooks": rows_webhooks,
     "webhook_drain": rows_webhook_drain,
     "dashboard_pages": rows_dashboard_pages,
+    "worker_memory": rows_worker_memory,
     "event_export": rows_event_export,
 }
 

@@ -51,6 +51,9 @@ class ChainSettings(BaseModel):
     # seen): a further call goes out only while the calls in flight are expected to
     # hold fewer, so memory stays bounded whatever the call size (one call always may).
     max_logs_in_flight: Annotated[int, Field(ge=1)] = 25_000
+    # Logs one commit stores at most: a bigger answer is committed in whole-block parts,
+    # so what is staged and written at once stays bounded whatever the call's size.
+    max_logs_per_commit: Annotated[int, Field(ge=1)] = 10_000
     max_addresses_per_call: Annotated[int, Field(ge=1)] = 1000
     # A window's leader holds the chain this long past its last commit; if it
     # dies, another worker takes over once the lease has run out.

@@ -34,6 +34,31 @@ class LogChunk:
     to_block: int
     logs: list[Log]
 
+    def split(self, max_logs: int, order: Order = "asc") -> list[LogChunk]:
+        """The chunk as consecutive whole-block chunks of at most `max_logs` logs each
+        (a block with more stays whole), in scan order: committed one after another,
+        they keep what a commit holds in memory bounded whatever the call's size."""
+        if len(self.logs) <= max_logs:
+            return [self]
+        parts: list[LogChunk] = []
+        start, first = 0, self.from_block
+        while start < len(self.logs):
+            end = min(start + max_logs, len(self.logs))
+            block = self.logs[end - 1].block_number
+            if end < len(self.logs):  # stop before a block that the cut would divide
+                while end > start and self.logs[end - 1].block_number == block == (
+                    self.logs[end].block_number
+                ):
+                    end -= 1
+                if end == start:  # one block holds more than max_logs: keep it whole
+                    end = start
+                    while end < len(self.logs) and self.logs[end].block_number == block:
+                        end += 1
+            last = self.to_block if end == len(self.logs) else self.logs[end].block_number - 1
+            parts.append(LogChunk(first, last, self.logs[start:end]))
+            start, first = end, last + 1
+        return parts if order == "asc" else parts[::-1]
+
 
 class LogScanner:
     """Walks [low, high] with adaptive ranges, several calls in flight, in block order."""

@@ -287,16 +287,18 @@ class Window:
         committing: asyncio.Task[None] | None = None
         async with aclosing(chunks):
             try:
-                async for chunk in chunks:
-                    self.stats.logs_fetched += len(chunk.logs)
-                    plan = self.prepare(chunk, planned, matcher)
-                    if committing is not None:
-                        await committing
-                        committing = None
-                    if not any(r in self.requests for r in planned.served):
-                        return  # everyone this slice served paused, finished or was cancelled
-                    if plan is not None:
-                        committing = asyncio.create_task(self.commit(plan, matcher))
+                async for answered in chunks:
+                    self.stats.logs_fetched += len(answered.logs)
+                    max_logs = self.chain.max_logs_per_commit
+                    for chunk in answered.split(max_logs, planned.order):
+                        plan = self.prepare(chunk, planned, matcher)
+                        if committing is not None:
+                            await committing
+                            committing = None
+                        if not any(r in self.requests for r in planned.served):
+                            return  # everyone this slice served paused, finished or cancelled
+                        if plan is not None:
+                            committing = asyncio.create_task(self.commit(plan, matcher))
             finally:
                 if committing is not None:
                     await committing  # the chunk was answered: its commit still counts

@@ -1,0 +1,129 @@
+"""Worker memory: the peak RSS of the windows that run one backfill, by call size.
+
+Starts anvil and fills it with --logs logs (the layout of bench.rpc_scan: 500 logs
+a block from 5 contracts). Then, for each call size in --spans, a fresh Python
+process (so that nothing measured before is still in its heap) creates a fresh
+database, queues one request over every filled block for a subscription matching
+every log, and runs windows (`indexer.window.run_window`) with a high budget until
+the request completes, sampling its own RSS every 10 ms. A call of N blocks brings
+500 x N logs, so the spans say how much one eth_getLogs answer weighs.
+
+Goal: the windows' peak RSS under 200 MiB, whatever the call size.
+Results: bench/results/worker_memory.json.
+
+Run: .venv/bin/python -m bench.worker_memory [--logs 200000] [--spans 20,100,400]
+     [--server postgresql://postgres@127.0.0.1:5432/postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import platform
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from bench.backfill_e2e import e2e_run
+from bench.rpc_scan import fill
+from indexer.db.admin import create_database, drop_database
+from tests.support import anvil as chain
+from tests.support.window import window_settings
+
+RESULTS = Path(__file__).parent / "results"
+GOAL_MIB = 200
+LOGS_PER_BLOCK = 500
+
+
+def measure(
+    url: str, server: str, span: int, contracts: list[bytes], low: int, high: int, logs: int
+) -> dict[str, Any]:
+    """In a fresh process: one backfill's windows, and the process's peak RSS meanwhile."""
+    process = psutil.Process()
+    peak, done = [process.memory_info().rss], threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.01):
+            peak[0] = max(peak[0], process.memory_info().rss)
+
+    async def run() -> dict[str, Any]:
+        name = f"logfill_bench_mem_{uuid.uuid4().hex[:10]}"
+        database_url = await create_database(server, name)
+        try:
+            settings = window_settings(url, max_block_range=span, window_budget_cu=10_000_000)
+            before = process.memory_info().rss
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+            started = time.perf_counter()
+            result = await e2e_run(database_url, settings, contracts, low, high, logs)
+            seconds = time.perf_counter() - started
+            done.set()
+            sampler.join()
+            return {
+                "span_blocks": span,
+                "logs_per_call": span * LOGS_PER_BLOCK,
+                "matches": result.matches,
+                "seconds": round(seconds, 2),
+                "rss_before_mib": round(before / 2**20, 1),
+                "peak_rss_mib": round(peak[0] / 2**20, 1),
+            }
+        finally:
+            await drop_database(server, name)
+
+    return asyncio.run(run())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--logs", type=int, default=200_000)
+    parser.add_argument("--spans", default="20,100,400", help="blocks per eth_getLogs call")
+    parser.add_argument(
+        "--server",
+        default=os.environ.get(
+            "LOGFILL_BENCH_SERVER", "postgresql://postgres@127.0.0.1:5432/postgres"
+        ),
+    )
+    opts = parser.parse_args()
+    spans = [int(s) for s in opts.spans.split(",") if s]
+    runs = []
+    context = multiprocessing.get_context("spawn")
+    with chain.AnvilNode("--gas-limit", "100000000") as node:
+        contracts, low, high = fill(node.url, opts.logs)
+        with context.Pool(1, maxtasksperchild=1) as pool:
+            for span in spans:
+                args = (node.url, opts.server, span, contracts, low, high, opts.logs)
+                run = pool.apply(measure, args)
+                print(json.dumps(run), flush=True)
+                runs.append(run)
+    worst = max(r["peak_rss_mib"] for r in runs)
+    report = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "logs": opts.logs,
+        "goal_mib": GOAL_MIB,
+        "worst_peak_rss_mib": worst,
+        "runs": runs,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "worker_memory.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\n{'blocks/call':>11} {'logs/call':>10} {'seconds':>8} {'peak RSS MiB':>13}")
+    for r in runs:
+        print(
+            f"{r['span_blocks']:>11} {r['logs_per_call']:>10,} {r['seconds']:>8}"
+            f" {r['peak_rss_mib']:>13}"
+        )
+    print(f"worst peak {worst} MiB (goal < {GOAL_MIB} MiB)")
+
+
+if __name__ == "__main__":
+    main()
