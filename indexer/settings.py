@@ -49,7 +49,8 @@ class ChainSettings(BaseModel):
     max_calls_in_flight: Annotated[int, Field(ge=1, le=64)] = 4
     # Logs the scanner may expect in flight at once (from the logs per block it has
     # seen): a further call goes out only while the calls in flight are expected to
-    # hold fewer, so memory stays bounded whatever the call size (one call always may).
+    # hold fewer (one call always may), and a call asks for fewer blocks than
+    # max_block_range where the chain is so dense that one answer would bring more.
     max_logs_in_flight: Annotated[int, Field(ge=1)] = 25_000
     # Logs one commit stores at most: a bigger answer is committed in whole-block parts,
     # so what is staged and written at once stays bounded whatever the call's size.

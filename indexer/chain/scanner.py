@@ -90,7 +90,8 @@ class LogScanner:
                     and budget.remaining_cu - cost * len(in_flight) >= cost
                     and self._room_for_another([c for c, _ in in_flight])
                 ):
-                    chunk = next_chunk(cursor, self.ranges.span, low=low, high=high, order=order)
+                    span = self.ranges.span_for(self.client.chain.max_logs_in_flight)
+                    chunk = next_chunk(cursor, span, low=low, high=high, order=order)
                     task = asyncio.create_task(self._fetch(call_filters, chunk, budget))
                     in_flight.append((chunk, task))
                     cursor = after_chunk(chunk, order=order)
@@ -114,7 +115,8 @@ class LogScanner:
             return True
         if self.ranges.logs_per_block is None:
             return False
-        blocks = self.ranges.span + sum(high - low + 1 for low, high in in_flight)
+        next_span = self.ranges.span_for(self.client.chain.max_logs_in_flight)
+        blocks = next_span + sum(high - low + 1 for low, high in in_flight)
         return self.ranges.expected_logs(blocks) <= self.client.chain.max_logs_in_flight
 
     async def _fetch(

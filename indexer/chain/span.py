@@ -44,6 +44,13 @@ class AdaptiveRange:
     def expected_logs(self, blocks: int) -> float:
         return (self.logs_per_block or 0.0) * blocks
 
+    def span_for(self, max_logs: int) -> int:
+        """The span, or fewer blocks where the chain is so dense that a call of `span`
+        blocks would bring more than `max_logs` logs (what one answer weighs in memory)."""
+        if not self.logs_per_block:
+            return self.span
+        return max(1, min(self.span, int(max_logs / self.logs_per_block)))
+
     def record_success(self) -> None:
         self._successes += 1
         if self._successes >= self.grow_after and self.span < self.ceiling:

@@ -59,10 +59,23 @@ async def save_heads(conn: Connection, chain_id: int, heads: Heads) -> None:
 async def load_adaptive_range(
     conn: Connection, chain_id: int, chain: ChainSettings
 ) -> AdaptiveRange:
-    """Start from the span learned earlier, capped by today's configured maximum."""
-    learned: int | None = await queries.fetchval(conn, "load_learned_range", chain_id=chain_id)
-    return AdaptiveRange(max_span=chain.max_block_range, span=learned or 0)
+    """Start from the span and density learned earlier, the span capped by today's
+    configured maximum."""
+    learned = await queries.fetchrow(conn, "load_learned_range", chain_id=chain_id)
+    if learned is None:
+        return AdaptiveRange(max_span=chain.max_block_range)
+    return AdaptiveRange(
+        max_span=chain.max_block_range,
+        span=learned["learned_block_range"] or 0,
+        logs_per_block=learned["learned_logs_per_block"],
+    )
 
 
 async def save_learned_range(conn: Connection, chain_id: int, ranges: AdaptiveRange) -> None:
-    await queries.execute(conn, "save_learned_range", chain_id=chain_id, span=ranges.span)
+    await queries.execute(
+        conn,
+        "save_learned_range",
+        chain_id=chain_id,
+        span=ranges.span,
+        logs_per_block=ranges.logs_per_block,
+    )

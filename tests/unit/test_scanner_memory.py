@@ -75,3 +75,11 @@ async def test_calls_in_flight_follow_the_logs_they_are_expected_to_bring(
 ) -> None:
     chain = await scan(per_block, span=span, max_logs=max_logs)
     assert chain.most_in_flight == most
+
+
+async def test_on_a_dense_chain_calls_ask_for_fewer_blocks_once_its_density_is_known() -> None:
+    chain = await scan(10, span=1_000, max_logs=1_000)  # 10 logs a block: 100 blocks a call
+    first, *rest = chain.calls
+    assert first == (0, 999)  # before any answer, the configured span
+    assert rest and all(high - low + 1 <= 100 for low, high in rest)
+    assert chain.most_in_flight == 1

@@ -44,15 +44,19 @@ SET head = $2, safe_head = $3, head_updated_at = now(), updated_at = now()
 WHERE chain_id = $1;
 
 -- load_learned_range(chain_id) --
--- The eth_getLogs span learned for a chain in earlier windows (null if none yet).
-SELECT learned_block_range FROM chain_state WHERE chain_id = $1;
+-- The eth_getLogs span and the logs per block learned for a chain in earlier windows
+-- (null if none yet).
+SELECT learned_block_range, learned_logs_per_block FROM chain_state WHERE chain_id = $1;
 
--- save_learned_range(chain_id, span) --
--- Remember the span learned for a chain, for the next window and other workers.
-INSERT INTO chain_state (chain_id, learned_block_range, updated_at)
-VALUES ($1, $2, now())
+-- save_learned_range(chain_id, span, logs_per_block) --
+-- Remember what was learned of a chain, for the next window and other workers.
+INSERT INTO chain_state (chain_id, learned_block_range, learned_logs_per_block, updated_at)
+VALUES ($1, $2, $3, now())
 ON CONFLICT (chain_id) DO UPDATE
-SET learned_block_range = EXCLUDED.learned_block_range, updated_at = now();
+SET learned_block_range = EXCLUDED.learned_block_range,
+    learned_logs_per_block = coalesce(EXCLUDED.learned_logs_per_block,
+                                      chain_state.learned_logs_per_block),
+    updated_at = now();
 
 -- close_abandoned_windows(chain_id) --
 -- Windows whose worker died mid-way (the lease had run out): close their audit rows.
