@@ -11,7 +11,9 @@ it once the chain was scanned before (chain_state keeps it). A call of N blocks
 would bring 500 x N logs: the spans are what one answer would weigh at the
 configured maximum.
 
-Goal: the windows' peak RSS under 200 MiB, whatever the call size.
+Then twenty requests over the same range at once (five workspaces, four
+subscriptions each), at the largest span. Goal: the windows' peak RSS under 200
+MiB, whatever the call size or the number of requests.
 Results: bench/results/worker_memory.json.
 
 Run: .venv/bin/python -m bench.worker_memory [--logs 200000] [--spans 20,100,400]
@@ -37,17 +39,59 @@ import psutil
 
 from bench.backfill_e2e import e2e_run
 from bench.rpc_scan import fill
+from indexer.accounts import create_workspace
 from indexer.db.admin import create_database, drop_database
+from indexer.db.pool import connect
+from indexer.settings import Settings
 from tests.support import anvil as chain
-from tests.support.window import window_settings
+from tests.support.window import (
+    create_backfill,
+    create_subscription,
+    run_until_settled,
+    window_pool,
+    window_settings,
+)
 
 RESULTS = Path(__file__).parent / "results"
 GOAL_MIB = 200
 LOGS_PER_BLOCK = 500
 
 
+async def twenty_requests(
+    database_url: str, settings: Settings, contracts: list[bytes], low: int, high: int
+) -> int:
+    """Five workspaces, four subscriptions each on every contract, one request each over
+    the whole range, all queued at once; windows until every one settled. Matches."""
+    conn = await connect(database_url)
+    try:
+        requests = []
+        for w in range(5):
+            workspace = await create_workspace(conn, name=f"w{w}", plan="enterprise", credits=10**9)
+            for _ in range(4):
+                subscription = await create_subscription(
+                    conn,
+                    workspace.workspace_id,
+                    chain_id=1,
+                    addresses=["0x" + c.hex() for c in contracts],
+                )
+                requests.append(await create_backfill(conn, subscription, low, high))
+    finally:
+        await conn.close()
+    async with window_pool(database_url) as pool:
+        await run_until_settled(pool, settings, requests, max_windows=1000)
+        matches: int = await pool.fetchval("SELECT count(*) FROM matches")
+    return matches
+
+
 def measure(
-    url: str, server: str, span: int, contracts: list[bytes], low: int, high: int, logs: int
+    url: str,
+    server: str,
+    span: int,
+    contracts: list[bytes],
+    low: int,
+    high: int,
+    logs: int,
+    requests: int = 1,
 ) -> dict[str, Any]:
     """In a fresh process: one backfill's windows, and the process's peak RSS meanwhile."""
     process = psutil.Process()
@@ -71,14 +115,20 @@ def measure(
             sampler = threading.Thread(target=sample, daemon=True)
             sampler.start()
             started = time.perf_counter()
-            result = await e2e_run(database_url, settings, contracts, low, high, logs)
+            if requests == 1:
+                matches = (
+                    await e2e_run(database_url, settings, contracts, low, high, logs)
+                ).matches
+            else:
+                matches = await twenty_requests(database_url, settings, contracts, low, high)
             seconds = time.perf_counter() - started
             done.set()
             sampler.join()
             return {
+                "requests": requests,
                 "span_blocks": span,
                 "logs_per_call": span * LOGS_PER_BLOCK,
-                "matches": result.matches,
+                "matches": matches,
                 "seconds": round(seconds, 2),
                 "rss_before_mib": round(before / 2**20, 1),
                 "peak_rss_mib": round(peak[0] / 2**20, 1),
@@ -96,6 +146,12 @@ def main() -> None:
     parser.add_argument("--logs", type=int, default=200_000)
     parser.add_argument("--spans", default="20,100,400", help="blocks per eth_getLogs call")
     parser.add_argument(
+        "--twenty",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also 20 requests over the range at once (5 workspaces), at the largest span",
+    )
+    parser.add_argument(
         "--server",
         default=os.environ.get(
             "LOGFILL_BENCH_SERVER", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -108,8 +164,9 @@ def main() -> None:
     with chain.AnvilNode("--gas-limit", "100000000") as node:
         contracts, low, high = fill(node.url, opts.logs)
         with context.Pool(1, maxtasksperchild=1) as pool:
-            for span in spans:
-                args = (node.url, opts.server, span, contracts, low, high, opts.logs)
+            cases = [(span, 1) for span in spans] + [(max(spans), 20)] * bool(opts.twenty)
+            for span, requests in cases:
+                args = (node.url, opts.server, span, contracts, low, high, opts.logs, requests)
                 run = pool.apply(measure, args)
                 print(json.dumps(run), flush=True)
                 runs.append(run)
@@ -124,11 +181,11 @@ def main() -> None:
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "worker_memory.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\n{'blocks/call':>11} {'logs/call':>10} {'seconds':>8} {'peak RSS MiB':>13}")
+    print(f"\n{'requests':>8} {'blocks/call':>11} {'logs/call':>10} {'seconds':>8} {'peak MiB':>9}")
     for r in runs:
         print(
-            f"{r['span_blocks']:>11} {r['logs_per_call']:>10,} {r['seconds']:>8}"
-            f" {r['peak_rss_mib']:>13}"
+            f"{r['requests']:>8} {r['span_blocks']:>11} {r['logs_per_call']:>10,}"
+            f" {r['seconds']:>8} {r['peak_rss_mib']:>9}"
         )
     print(f"worst peak {worst} MiB (goal < {GOAL_MIB} MiB)")
 

@@ -52,9 +52,10 @@ class ChainSettings(BaseModel):
     # hold fewer (one call always may), and a call asks for fewer blocks than
     # max_block_range where the chain is so dense that one answer would bring more.
     max_logs_in_flight: Annotated[int, Field(ge=1)] = 25_000
-    # Logs one commit stores at most: a bigger answer is committed in whole-block parts,
-    # so what is staged and written at once stays bounded whatever the call's size.
-    max_logs_per_commit: Annotated[int, Field(ge=1)] = 10_000
+    # Matches one commit may find at most (its logs times the subscriptions served): a
+    # bigger answer is committed in whole-block parts, so what is matched, staged and
+    # written at once stays bounded whatever the call's size or the requests served.
+    max_matches_per_commit: Annotated[int, Field(ge=1)] = 10_000
     max_addresses_per_call: Annotated[int, Field(ge=1)] = 1000
     # A window's leader holds the chain this long past its last commit; if it
     # dies, another worker takes over once the lease has run out.

@@ -289,7 +289,9 @@ class Window:
             try:
                 async for answered in chunks:
                     self.stats.logs_fetched += len(answered.logs)
-                    max_logs = self.chain.max_logs_per_commit
+                    # Bounded by what a commit may find: each log can match every
+                    # subscription the slice serves.
+                    max_logs = max(1, self.chain.max_matches_per_commit // len(filters))
                     for chunk in answered.split(max_logs, planned.order):
                         plan = self.prepare(chunk, planned, matcher)
                         if committing is not None:

@@ -95,9 +95,12 @@ async def window_cu(conn: asyncpg.Connection, chain_id: int = 1) -> int:
     return total
 
 
-@pytest.mark.parametrize("max_logs_per_commit", [10_000, 3])
+@pytest.mark.parametrize("max_matches_per_commit", [10_000, 3])
 async def test_several_requests_store_what_a_full_scan_finds(
-    filled_chain: FilledChain, conn: asyncpg.Connection, database_url: str, max_logs_per_commit: int
+    filled_chain: FilledChain,
+    conn: asyncpg.Connection,
+    database_url: str,
+    max_matches_per_commit: int,
 ) -> None:
     """Also when every answer is committed in parts of a few logs (whole blocks each)."""
     fc = filled_chain
@@ -115,7 +118,10 @@ async def test_several_requests_store_what_a_full_scan_finds(
         request = await create_backfill(conn, subscription, low, high, order=order)
         requests.append((subscription, request, addresses, topics, low, high))
     settings = window_settings(
-        fc.url, max_block_range=5, window_budget_cu=400, max_logs_per_commit=max_logs_per_commit
+        fc.url,
+        max_block_range=5,
+        window_budget_cu=400,
+        max_matches_per_commit=max_matches_per_commit,
     )
 
     async with window_pool(database_url) as pool:
