@@ -148,21 +148,11 @@ async def test_a_key_of_another_workspace_is_not_revoked(
     assert await conn.fetchval("SELECT count(*) FROM api_keys WHERE revoked_at IS NOT NULL") == 0
 
 
-@pytest.mark.parametrize(
-    "command",
-    [
-        ("admin", "workspace", "list"),
-        ("admin", "key"),
-        ("admin", "key", "create"),
-        ("admin", "key", "list"),
-        ("admin", "key", "revoke"),
-    ],
-)
-def test_every_key_command_has_help(tmp_path: Path, command: tuple[str, ...]) -> None:
+def test_revoke_help_says_how_soon_a_revoked_key_stops(tmp_path: Path) -> None:
     result = subprocess.run(
-        [LOGFILL_BIN, *command, "--help"], cwd=tmp_path, capture_output=True, text=True
+        [LOGFILL_BIN, "admin", "key", "revoke", "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
     )
-    assert result.returncode == 0
-    assert result.stdout.startswith("usage: logfill")
-    if command[-1] == "revoke":
-        assert "LOGFILL_API_KEY_CACHE_SECONDS" in result.stdout
+    assert result.returncode == 0 and "LOGFILL_API_KEY_CACHE_SECONDS" in result.stdout

@@ -211,6 +211,16 @@ def test_settings_are_read_from_a_dotenv_file(cli_env: dict[str, str], tmp_path:
         ("admin", "workspace", "create"),
         ("admin", "credits", "add"),
         ("admin", "plan", "set"),
+        ("admin", "workspace", "list"),
+        ("admin", "key"),
+        ("admin", "key", "create"),
+        ("admin", "key", "list"),
+        ("admin", "key", "revoke"),
+        ("subscriptions", "create"),
+        ("subscriptions", "update"),
+        ("events", "list"),
+        ("deliveries", "list"),
+        ("workspace", "set"),
     ],
 )
 def test_every_command_has_help(tmp_path: Path, command: tuple[str, ...]) -> None:
