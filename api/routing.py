@@ -94,12 +94,16 @@ class Call:
         return orjson.loads(self.raw_body or b"{}")
 
     def path_id(self, name: str = "id") -> uuid.UUID:
-        """A path id; anything that is not a UUID is an unknown id (404, same body)."""
-        text = self.request.match_info[name]
-        try:
-            return uuid.UUID(text)
-        except ValueError:
-            raise NotFound(f"{text!r} not found") from None
+        return path_id(self.request, name)
+
+
+def path_id(request: web.Request, name: str = "id") -> uuid.UUID:
+    """A path id; anything that is not a UUID is an unknown id (404, same body)."""
+    text = request.match_info[name]
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise NotFound(f"{text!r} not found") from None
 
 
 def json_response(

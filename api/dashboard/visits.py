@@ -17,9 +17,9 @@ import asyncpg
 from aiohttp import web
 from multidict import MultiDictProxy
 
+from api.routing import path_id
 from api.state import POOL, RATE_LIMITER, SETTINGS
 from indexer import sessions
-from indexer.errors import NotFound
 from indexer.sessions import Session
 from indexer.settings import Settings
 
@@ -60,11 +60,7 @@ class Visit:
         return "" if self.form is None else str(self.form.get(name, "")).strip()
 
     def path_id(self, name: str = "id") -> uuid.UUID:
-        text = self.request.match_info[name]
-        try:
-            return uuid.UUID(text)
-        except ValueError:
-            raise NotFound(f"{text!r} not found") from None
+        return path_id(self.request, name)
 
 
 Handler = Callable[[Visit], Awaitable[web.StreamResponse]]
