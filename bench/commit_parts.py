@@ -63,7 +63,7 @@ async def measure(conn: asyncpg.Connection) -> dict[str, float]:
                 ),
                 "insert logs": queries.execute(conn, "insert_staged_logs", chain_id=1),
                 "insert matches": queries.fetch(
-                    conn, "insert_staged_matches", chain_id=1, detailed_subscription_ids=[]
+                    conn, "insert_staged_matches", detailed_subscription_ids=[]
                 ),
             }
             for name, step in steps.items():

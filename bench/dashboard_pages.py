@@ -137,8 +137,8 @@ async def fill_history(
         TRANSFER_TOPIC,
     )
     await conn.execute(
-        "INSERT INTO matches (subscription_id, log_id, block_number, log_index,"
-        " backfill_request_id) SELECT $1, id, block_number, 0, $2 FROM logs",
+        "INSERT INTO matches (subscription_id, block_number, log_index,"
+        " backfill_request_id) SELECT $1, block_number, 0, $2 FROM logs",
         subscription,
         newest,
     )

@@ -92,8 +92,8 @@ SELECT 1, $1 + g / $2, sha256(convert_to('block ' || g / $2, 'UTF8')), g % $2,
 FROM generate_series(0, $5 - 1) AS g
 """
 INSERT_MATCHES = """
-INSERT INTO matches (subscription_id, log_id, block_number, log_index)
-SELECT $1, id, block_number, log_index FROM logs ORDER BY id LIMIT $2
+INSERT INTO matches (subscription_id, block_number, log_index)
+SELECT $1, block_number, log_index FROM logs ORDER BY block_number, log_index LIMIT $2
 """
 
 

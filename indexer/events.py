@@ -1,6 +1,6 @@
 """A subscription's stored events: one page at a time, or the whole set streamed.
 
-Both read by keyset (block, log index, match id), in chain order or newest first,
+Both read by keyset (block, log index), in chain order or newest first,
 bounded by an optional block range, and render each match as the webhook sends it
 (decoded when the subscription's ABIs allow). An export reads in batches, each on a
 connection taken from the pool and given back before the batch is sent, so a
@@ -28,10 +28,10 @@ from indexer.subscriptions import require_subscription
 
 EXPORT_BATCH = 2000
 LAST_BLOCK = 2**63 - 1  # no upper bound: the largest block a bigint holds
-Key = tuple[int, int, int]  # (block_number, log_index, match id): the last one read
-# Above every match of a block: a log index is an int4 and a match id a bigint, and no
-# match gets the largest of both. Where a newest-first read of a range starts.
-BLOCK_END = (2**31 - 1, 2**63 - 1)
+Key = tuple[int, int]  # (block_number, log_index): the last one read
+# Above every match of a block: a log index is an int4 and no log gets the largest.
+# Where a newest-first read of a range starts.
+BLOCK_END = 2**31 - 1
 # A cursor says which way it reads, so one of a newest-first list is refused by the other.
 CURSOR_KINDS: dict[Order, str] = {"asc": "events", "desc": "events_desc"}
 
@@ -58,13 +58,12 @@ class BlockBounds:
     def start(self, after: str | None, order: Order = "asc") -> Key:
         """The key to read on from (exclusive): the cursor's, kept within the range."""
         if order == "desc":
-            first: Key = (self.last, *BLOCK_END)
+            first: Key = (self.last, BLOCK_END)
         else:
-            first = (-1, -1, 0) if self.from_block is None else (self.from_block, -1, 0)
+            first = (-1, -1) if self.from_block is None else (self.from_block, -1)
         if after is None:
             return first
-        block, log_index, match_id = decode_cursor(after, CURSOR_KINDS[order], (int, int, int))
-        key = (block, log_index, match_id)
+        key = decode_key(after, CURSOR_KINDS[order])
         return min(first, key) if order == "desc" else max(first, key)
 
     @property
@@ -74,6 +73,16 @@ class BlockBounds:
     @property
     def last(self) -> int:
         return LAST_BLOCK if self.to_block is None else self.to_block
+
+
+def decode_key(after: str, kind: str) -> Key:
+    """The key of a cursor; one issued before matches lost their ids (migration 0012)
+    carries a third number, which no longer orders anything."""
+    try:
+        block, log_index = decode_cursor(after, kind, (int, int))
+    except InvalidFields:
+        block, log_index, _ = decode_cursor(after, kind, (int, int, int))
+    return (block, log_index)
 
 
 @dataclass
@@ -92,32 +101,32 @@ class EventReader:
         rows = await read(conn, limit)
         if rows:
             last = rows[-1]
-            self.key = (last["block_number"], last["log_index"], last["id"])
+            self.key = (last["block_number"], last["log_index"])
         return rows
 
     async def _read_in_order(self, conn: Connection, limit: int) -> list[asyncpg.Record]:
-        block, log_index, match_id = self.key
+        block, log_index = self.key
         rows: list[asyncpg.Record] = await queries.fetch(
             conn,
             "list_subscription_events",
             subscription_id=self.subscription_id,
+            chain_id=self.chain_id,
             after_block=block,
             after_log_index=log_index,
-            after_id=match_id,
             to_block=self.bounds.last,
             limit=limit,
         )
         return rows
 
     async def _read_newest_first(self, conn: Connection, limit: int) -> list[asyncpg.Record]:
-        block, log_index, match_id = self.key
+        block, log_index = self.key
         rows: list[asyncpg.Record] = await queries.fetch(
             conn,
             "list_subscription_events_desc",
             subscription_id=self.subscription_id,
+            chain_id=self.chain_id,
             before_block=block,
             before_log_index=log_index,
-            before_id=match_id,
             from_block=self.bounds.first,
             limit=limit,
         )
@@ -125,7 +134,7 @@ class EventReader:
 
     def cursor(self, row: asyncpg.Record) -> str:
         """The cursor of the page that follows `row`."""
-        key = (row["block_number"], row["log_index"], row["id"])
+        key = (row["block_number"], row["log_index"])
         return encode_cursor(CURSOR_KINDS[self.order], *key)
 
     def render(self, row: asyncpg.Record) -> dict[str, Any]:

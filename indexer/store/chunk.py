@@ -220,5 +220,9 @@ class StoredMatch(NamedTuple):
     """A candidate once its log has a row: new or already stored for the subscription."""
 
     subscription_id: uuid.UUID
-    log_id: int  # 0 when the log's id was never needed (stored by the COPY path)
     log: Log
+
+    @property
+    def key(self) -> tuple[uuid.UUID, int, int]:
+        """(subscription, block number, log index): the match's identity."""
+        return (self.subscription_id, self.log.block_number, self.log.log_index)

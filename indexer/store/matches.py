@@ -45,7 +45,7 @@ class LogRow(NamedTuple):
     data: bytes
 
 
-LogKey = tuple[bytes, int]  # (block_hash, log_index): a log's identity on its chain
+LogKey = tuple[int, int]  # (block_number, log_index): a log's place on its chain
 
 
 async def store_matches(ctx: CommitContext, tally: Tally) -> None:
@@ -127,7 +127,6 @@ async def store_staged(
     rows = await queries.fetch(
         ctx.conn,
         "insert_staged_matches",
-        chain_id=ctx.chain_id,
         detailed_subscription_ids=list(one_by_one),
     )
     new_keys: set[tuple[uuid.UUID, int, int]] = set()
@@ -147,7 +146,7 @@ async def store_staged(
     for subscription_id, entry in tally.plan.candidates:
         if subscription_id in one_by_one:
             is_new = (subscription_id, entry.block_number, entry.log_index) in new_keys
-            (paid if is_new else duplicates).append(StoredMatch(subscription_id, 0, entry))
+            (paid if is_new else duplicates).append(StoredMatch(subscription_id, entry))
     return paid, duplicates
 
 
@@ -190,45 +189,24 @@ async def store_counted(
     """Some workspace cannot pay for every candidate: find which matches are new
     first, pay them in scan order up to the balance, then store the paid ones."""
     conn = ctx.conn
-    rows: dict[tuple[str, int], LogRow] = {}
+    rows: dict[LogKey, LogRow] = {}
     for _, entry in tally.plan.candidates:
-        key = (entry.block_hash, entry.log_index)
+        key = (entry.block_number, entry.log_index)
         if key not in rows:
             rows[key] = LogRow(ctx.chain_id, *entry.row_values())
     await conn.copy_records_to_table("window_logs", records=rows.values(), columns=_LOG_COLUMNS)
-    log_ids: dict[LogKey, int] = {
-        (row["block_hash"], row["log_index"]): row["id"]
-        for row in await queries.fetch(conn, "insert_window_logs")
-    }
-    fresh = set(log_ids.values())  # logs new to the table: no match of them can exist
-    if len(log_ids) < len(rows):
-        stored = [r for r in rows.values() if (r.block_hash, r.log_index) not in log_ids]
-        found = await queries.fetch(
-            conn,
-            "find_stored_logs",
-            chain_id=ctx.chain_id,
-            block_hashes=[r.block_hash for r in stored],
-            log_indexes=[r.log_index for r in stored],
-        )
-        log_ids.update({(row["block_hash"], row["log_index"]): row["id"] for row in found})
-    matches = []
-    for subscription_id, entry in tally.plan.candidates:
-        row = rows[(entry.block_hash, entry.log_index)]
-        matches.append(
-            StoredMatch(subscription_id, log_ids[(row.block_hash, row.log_index)], entry)
-        )
-    maybe_stored = [m for m in matches if m.log_id not in fresh]
-    existing: set[tuple[uuid.UUID, int]] = set()
-    if maybe_stored:
-        found = await queries.fetch(
-            conn,
-            "existing_matches",
-            subscription_ids=[m.subscription_id for m in maybe_stored],
-            log_ids=[m.log_id for m in maybe_stored],
-        )
-        existing = {(row["subscription_id"], row["log_id"]) for row in found}
-    new = [m for m in matches if (m.subscription_id, m.log_id) not in existing]
-    duplicates = [m for m in matches if (m.subscription_id, m.log_id) in existing]
+    await queries.execute(conn, "insert_window_logs")
+    matches = [StoredMatch(s, entry) for s, entry in tally.plan.candidates]
+    found = await queries.fetch(
+        conn,
+        "existing_matches",
+        subscription_ids=[m.subscription_id for m in matches],
+        block_numbers=[m.log.block_number for m in matches],
+        log_indexes=[m.log.log_index for m in matches],
+    )
+    existing = {(row["subscription_id"], row["block_number"], row["log_index"]) for row in found}
+    new = [m for m in matches if m.key not in existing]
+    duplicates = [m for m in matches if m.key in existing]
     return await pay(ctx, tally, new, balances), duplicates
 
 
@@ -254,15 +232,14 @@ async def pay(
         ctx.conn,
         "insert_matches",
         subscription_ids=[m.subscription_id for m in paid],
-        log_ids=[m.log_id for m in paid],
         block_numbers=[m.log.block_number for m in paid],
         log_indexes=[m.log.log_index for m in paid],
         backfill_request_ids=owners,
     )
-    stored = {(row["subscription_id"], row["log_id"]) for row in inserted}
+    stored = {(row["subscription_id"], row["block_number"], row["log_index"]) for row in inserted}
     kept = []
     for match, owner in zip(paid, owners, strict=True):
-        if (match.subscription_id, match.log_id) in stored:
+        if match.key in stored:
             tally.charge(ctx.targets[match.subscription_id].workspace_id, 1, owner)
             kept.append(match)
     return kept

@@ -18,7 +18,7 @@ from tests.support.api import (
     create_subscription,
     expect_problem,
 )
-from tests.support.factories import insert_log, random_log
+from tests.support.factories import insert_match, random_log
 
 TOPIC_A = "0x" + "aa" * 32
 
@@ -190,14 +190,7 @@ async def test_stored_events_are_listed_in_chain_order_and_decoded(
             topics=topics,
             data=(block).to_bytes(32, "big"),
         )
-        log_id = await insert_log(conn, log)
-        await conn.execute(
-            "INSERT INTO matches (subscription_id, log_id, block_number, log_index)"
-            " VALUES ($1, $2, $3, 0)",
-            uuid.UUID(sub["id"]),
-            log_id,
-            block,
-        )
+        await insert_match(conn, sub["id"], log)
     url = f"/v1/subscriptions/{sub['id']}/events?limit=2"
     first = await body(await client.get(url, headers=tenant.headers))
     second = await body(await client.get(f"{url}&after={first['next']}", headers=tenant.headers))

@@ -7,6 +7,7 @@ import pytest
 
 from tests.support.factories import (
     insert_log,
+    insert_match,
     make_backfill,
     make_subscription,
     make_workspace,
@@ -23,15 +24,12 @@ async def test_credits_can_never_go_negative(conn: asyncpg.Connection) -> None:
     assert await conn.fetchval("SELECT credits FROM workspaces WHERE id = $1", workspace_id) == 3
 
 
-async def test_a_log_is_stored_once_per_chain_block_hash_and_index(
-    conn: asyncpg.Connection,
-) -> None:
+async def test_a_log_is_stored_once_per_place_on_its_chain(conn: asyncpg.Connection) -> None:
     log = random_log()
-    first = await insert_log(conn, log)
-    assert first is not None
-    assert await insert_log(conn, log) is None  # ON CONFLICT DO NOTHING reports nothing new
-    assert await insert_log(conn, {**log, "chain_id": 2}) is not None  # another chain
-    assert await insert_log(conn, {**log, "log_index": 1}) is not None  # another log
+    assert await insert_log(conn, log)
+    assert not await insert_log(conn, log)  # ON CONFLICT DO NOTHING reports nothing new
+    assert await insert_log(conn, {**log, "chain_id": 2})  # another chain
+    assert await insert_log(conn, {**log, "log_index": 1})  # another log
     with pytest.raises(asyncpg.UniqueViolationError):
         await conn.execute(
             "INSERT INTO logs (chain_id, block_number, block_hash, log_index, transaction_hash,"
@@ -43,14 +41,24 @@ async def test_a_log_is_stored_once_per_chain_block_hash_and_index(
 
 async def test_one_match_per_subscription_and_log(conn: asyncpg.Connection) -> None:
     subscription_id = await make_subscription(conn, await make_workspace(conn))
-    log_id = await insert_log(conn, random_log())
-    insert = (
-        "INSERT INTO matches (subscription_id, log_id, block_number, log_index)"
-        " VALUES ($1, $2, 150, 0) ON CONFLICT DO NOTHING RETURNING id"
-    )
-    assert await conn.fetchval(insert, subscription_id, log_id) is not None
-    assert await conn.fetchval(insert, subscription_id, log_id) is None
+    log = random_log()
+    assert await insert_match(conn, subscription_id, log)
+    assert not await insert_match(conn, subscription_id, log)
     assert await conn.fetchval("SELECT count(*) FROM matches") == 1
+
+
+async def test_deleting_a_subscription_deletes_its_matches_and_no_others(
+    conn: asyncpg.Connection,
+) -> None:
+    workspace_id = await make_workspace(conn)
+    gone = await make_subscription(conn, workspace_id)
+    kept = await make_subscription(conn, workspace_id)
+    for subscription_id in (gone, kept):
+        for block in (10, 11):
+            await insert_match(conn, subscription_id, random_log(block_number=block))
+    await conn.execute("DELETE FROM subscriptions WHERE id = $1", gone)
+    rows = await conn.fetch("SELECT subscription_id FROM matches")
+    assert [r["subscription_id"] for r in rows] == [kept, kept]
 
 
 @pytest.mark.parametrize(

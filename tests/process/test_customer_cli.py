@@ -22,7 +22,7 @@ import pytest
 
 from api.cli import main
 from indexer.db.pool import connect
-from tests.support.factories import insert_log, random_log
+from tests.support.factories import insert_match, random_log
 from tests.support.processes import LOGFILL_BIN, TOKEN, Live, Ran
 from tests.support.webhooks import insert_delivery
 
@@ -66,13 +66,7 @@ def store_transfers(database_url: str, subscription_id: str, blocks: range) -> N
                     topics=[TRANSFER_TOPIC, bytes(12) + b"\x11" * 20, bytes(12) + b"\x22" * 20],
                     data=block.to_bytes(32, "big"),
                 )
-                await conn.execute(
-                    "INSERT INTO matches (subscription_id, log_id, block_number, log_index)"
-                    " VALUES ($1, $2, $3, 0)",
-                    uuid.UUID(subscription_id),
-                    await insert_log(conn, log),
-                    block,
-                )
+                await insert_match(conn, subscription_id, log)
         finally:
             await conn.close()
 

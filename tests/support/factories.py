@@ -83,14 +83,32 @@ INSERT_LOG = """
 INSERT INTO logs (chain_id, block_number, block_hash, log_index, transaction_hash,
                   transaction_index, address, topics, data)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-ON CONFLICT (chain_id, block_hash, log_index) DO NOTHING
-RETURNING id
+ON CONFLICT (chain_id, block_number, log_index) DO NOTHING
+RETURNING block_number
+"""
+
+INSERT_MATCH = """
+INSERT INTO matches (subscription_id, block_number, log_index)
+VALUES ($1, $2, $3) ON CONFLICT DO NOTHING
+RETURNING subscription_id
 """
 
 
-async def insert_log(conn: asyncpg.Connection, log: dict[str, Any]) -> int | None:
-    log_id: int | None = await conn.fetchval(INSERT_LOG, *log.values())
-    return log_id
+async def insert_log(conn: asyncpg.Connection, log: dict[str, Any]) -> bool:
+    """Store a log at its place on the chain; False when the place held one already."""
+    return await conn.fetchval(INSERT_LOG, *log.values()) is not None
+
+
+async def insert_match(
+    conn: asyncpg.Connection, subscription_id: str | uuid.UUID, log: dict[str, Any]
+) -> bool:
+    """Store a log (if new) and a subscription's match of it; False when the match was
+    stored already."""
+    await insert_log(conn, log)
+    stored = await conn.fetchval(
+        INSERT_MATCH, uuid.UUID(str(subscription_id)), log["block_number"], log["log_index"]
+    )
+    return stored is not None
 
 
 def parse_log(raw: Mapping[str, Any], *, from_block: int, to_block: int) -> Log:
@@ -122,11 +140,4 @@ async def store_transfer_matches(
             topics=[TRANSFER_TOPIC0, sender, receiver],
             data=value.to_bytes(32, "big"),
         )
-        await conn.execute(
-            "INSERT INTO matches (subscription_id, log_id, block_number, log_index)"
-            " VALUES ($1, $2, $3, $4)",
-            uuid.UUID(str(subscription_id)),
-            await insert_log(conn, log),
-            block,
-            log_index,
-        )
+        await insert_match(conn, subscription_id, log)

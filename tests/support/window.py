@@ -132,8 +132,11 @@ async def stored_matches(
     """(block hash, log index) of a subscription's stored matches, in chain order."""
     rows = await conn.fetch(
         """
-        SELECT l.block_hash, l.log_index FROM matches m JOIN logs l ON l.id = m.log_id
-        WHERE m.subscription_id = $1 ORDER BY l.block_number, l.log_index
+        SELECT l.block_hash, l.log_index FROM matches m
+        JOIN subscriptions s ON s.id = m.subscription_id
+        JOIN logs l ON l.chain_id = s.chain_id AND l.block_number = m.block_number
+                   AND l.log_index = m.log_index
+        WHERE m.subscription_id = $1 ORDER BY m.block_number, m.log_index
         """,
         subscription_id,
     )

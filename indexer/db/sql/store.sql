@@ -69,62 +69,55 @@ JOIN matches m ON m.subscription_id = k.subscription_id AND m.block_number = k.b
 SELECT id, credits FROM workspaces WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE;
 
 -- insert_staged_logs(chain_id) --
--- Store the staged candidates' logs once (a log two subscriptions match is staged
--- twice; ON CONFLICT keeps one).
+-- Store the staged candidates' logs once, keyed by their place on the chain (a log
+-- two subscriptions match is staged twice; ON CONFLICT keeps one).
 INSERT INTO logs (chain_id, block_number, block_hash, log_index, transaction_hash,
                   transaction_index, address, topics, data)
 SELECT $1, block_number, block_hash, log_index, transaction_hash, transaction_index,
        address, topics, data
 FROM window_matches
-ON CONFLICT (chain_id, block_hash, log_index) DO NOTHING;
+ON CONFLICT (chain_id, block_number, log_index) DO NOTHING;
 
--- insert_staged_matches(chain_id, detailed_subscription_ids) --
+-- insert_staged_matches(detailed_subscription_ids) --
 -- Store every staged match (the caller checked that the balances pay for all of
 -- them); per (subscription, request) the number that were new, and for the
--- subscriptions in $2 which ones (block number, log index), for the outbox.
+-- subscriptions in $1 which ones (block number, log index), for the outbox.
 WITH stored AS (
-    INSERT INTO matches (subscription_id, log_id, block_number, log_index, backfill_request_id)
-    SELECT s.subscription_id, l.id, s.block_number, s.log_index, s.backfill_request_id
-    FROM window_matches s
-    JOIN logs l ON l.chain_id = $1 AND l.block_hash = s.block_hash AND l.log_index = s.log_index
-    ON CONFLICT (subscription_id, log_id) DO NOTHING
+    INSERT INTO matches (subscription_id, block_number, log_index, backfill_request_id)
+    SELECT subscription_id, block_number, log_index, backfill_request_id
+    FROM window_matches
+    ON CONFLICT (subscription_id, block_number, log_index) DO NOTHING
     RETURNING subscription_id, backfill_request_id, block_number, log_index
 )
 SELECT subscription_id, backfill_request_id, count(*)::integer AS new_matches,
-       array_agg(block_number) FILTER (WHERE subscription_id = ANY($2::uuid[])) AS block_numbers,
-       array_agg(log_index) FILTER (WHERE subscription_id = ANY($2::uuid[])) AS log_indexes
+       array_agg(block_number) FILTER (WHERE subscription_id = ANY($1::uuid[])) AS block_numbers,
+       array_agg(log_index) FILTER (WHERE subscription_id = ANY($1::uuid[])) AS log_indexes
 FROM stored
 GROUP BY subscription_id, backfill_request_id;
 
 -- insert_window_logs --
--- Store the staged logs once; ids of the ones that were new.
+-- Store the staged logs once (the ones already stored are kept as they are).
 INSERT INTO logs (chain_id, block_number, block_hash, log_index, transaction_hash,
                   transaction_index, address, topics, data)
 SELECT chain_id, block_number, block_hash, log_index, transaction_hash,
        transaction_index, address, topics, data
 FROM window_logs
-ON CONFLICT (chain_id, block_hash, log_index) DO NOTHING
-RETURNING id, block_hash, log_index;
+ON CONFLICT (chain_id, block_number, log_index) DO NOTHING;
 
--- find_stored_logs(chain_id, block_hashes, log_indexes) --
--- Ids of logs stored before (by the unique key, one index probe each).
-SELECT l.id, l.block_hash, l.log_index
-FROM unnest($2::bytea[], $3::integer[]) AS k (block_hash, log_index)
-JOIN logs l ON l.chain_id = $1 AND l.block_hash = k.block_hash AND l.log_index = k.log_index;
-
--- existing_matches(subscription_ids, log_ids) --
+-- existing_matches(subscription_ids, block_numbers, log_indexes) --
 -- Which of these (subscription, log) pairs are stored already (never charged again).
-SELECT m.subscription_id, m.log_id
+SELECT m.subscription_id, m.block_number, m.log_index
 FROM matches m
-JOIN unnest($1::uuid[], $2::bigint[]) AS c (subscription_id, log_id)
-  ON m.subscription_id = c.subscription_id AND m.log_id = c.log_id;
+JOIN unnest($1::uuid[], $2::bigint[], $3::integer[]) AS c (subscription_id, block_number, log_index)
+  ON m.subscription_id = c.subscription_id AND m.block_number = c.block_number
+ AND m.log_index = c.log_index;
 
--- insert_matches(subscription_ids, log_ids, block_numbers, log_indexes, backfill_request_ids) --
+-- insert_matches(subscription_ids, block_numbers, log_indexes, backfill_request_ids) --
 -- Store paid matches; RETURNING reports only the ones that are new.
-INSERT INTO matches (subscription_id, log_id, block_number, log_index, backfill_request_id)
-SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::integer[], $5::uuid[])
-ON CONFLICT (subscription_id, log_id) DO NOTHING
-RETURNING subscription_id, log_id;
+INSERT INTO matches (subscription_id, block_number, log_index, backfill_request_id)
+SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::integer[], $4::uuid[])
+ON CONFLICT (subscription_id, block_number, log_index) DO NOTHING
+RETURNING subscription_id, block_number, log_index;
 
 -- charge_credits(workspace_id, credits) --
 -- Debit a workspace; the CHECK keeps the balance from going below zero.

@@ -75,24 +75,24 @@ DELETE FROM subscriptions WHERE id = $1 AND workspace_id = $2 RETURNING id;
 -- Whether a workspace owns this subscription (list endpoints answer 404 otherwise).
 SELECT chain_id, event_abis FROM subscriptions WHERE id = $1 AND workspace_id = $2;
 
--- list_subscription_events(subscription_id, after_block, after_log_index, after_id, to_block, limit) --
+-- list_subscription_events(subscription_id, chain_id, after_block, after_log_index, to_block, limit) --
 -- Stored matches of a subscription in chain order, after a keyset cursor, up to a block.
-SELECT m.id, m.block_number, m.log_index, m.backfill_request_id, m.created_at,
+SELECT m.block_number, m.log_index, m.backfill_request_id, m.created_at,
        l.block_hash, l.transaction_hash, l.transaction_index, l.address, l.topics, l.data
 FROM matches m
-JOIN logs l ON l.id = m.log_id
-WHERE m.subscription_id = $1 AND (m.block_number, m.log_index, m.id) > ($2, $3, $4)
+JOIN logs l ON l.chain_id = $2 AND l.block_number = m.block_number AND l.log_index = m.log_index
+WHERE m.subscription_id = $1 AND (m.block_number, m.log_index) > ($3, $4)
   AND m.block_number <= $5
-ORDER BY m.block_number, m.log_index, m.id
+ORDER BY m.block_number, m.log_index
 LIMIT $6;
 
--- list_subscription_events_desc(subscription_id, before_block, before_log_index, before_id, from_block, limit) --
+-- list_subscription_events_desc(subscription_id, chain_id, before_block, before_log_index, from_block, limit) --
 -- Stored matches of a subscription newest first, before a keyset cursor, down to a block.
-SELECT m.id, m.block_number, m.log_index, m.backfill_request_id, m.created_at,
+SELECT m.block_number, m.log_index, m.backfill_request_id, m.created_at,
        l.block_hash, l.transaction_hash, l.transaction_index, l.address, l.topics, l.data
 FROM matches m
-JOIN logs l ON l.id = m.log_id
-WHERE m.subscription_id = $1 AND (m.block_number, m.log_index, m.id) < ($2, $3, $4)
+JOIN logs l ON l.chain_id = $2 AND l.block_number = m.block_number AND l.log_index = m.log_index
+WHERE m.subscription_id = $1 AND (m.block_number, m.log_index) < ($3, $4)
   AND m.block_number >= $5
-ORDER BY m.block_number DESC, m.log_index DESC, m.id DESC
+ORDER BY m.block_number DESC, m.log_index DESC
 LIMIT $6;
