@@ -317,6 +317,10 @@ class DryRunResult(BaseModel):
     dry_run: Literal[True] = True
     blocks: int
     already_covered_blocks: int
+    cached_blocks: int = Field(
+        description="Blocks left to scan that the chain's log cache already holds for "
+        "this filter: read from the database, at no CU."
+    )
     estimated_calls: int
     estimated_cu: int
     estimated_windows: int

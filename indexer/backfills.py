@@ -17,10 +17,13 @@ from typing import Any, Literal
 import asyncpg
 
 from indexer import intervals
+from indexer.chain.filters import subscription_filter
+from indexer.chain.fragments import Fragment, covered_blocks, fragments_of
 from indexer.db import queries
 from indexer.db.pool import Connection
 from indexer.domain import FINISHED, BackfillStatus, Order
 from indexer.errors import NotFound
+from indexer.intervals import Blocks
 from indexer.pagination import decode_cursor, encode_cursor
 from indexer.refusals import Conflict, FieldError, InvalidFields, NotPermitted
 from indexer.settings import ChainSettings
@@ -57,6 +60,7 @@ class BackfillSpec:
 class DryRun:
     blocks: int
     already_covered_blocks: int
+    cached_blocks: int
     estimated_calls: int
     estimated_cu: int
     estimated_windows: int
@@ -161,16 +165,17 @@ async def _estimate(
     low, high = resolve_range(
         spec, head=ctx["head"], safe_head=ctx["safe_head"], max_blocks=ctx["max_backfill_blocks"]
     )
-    covered = 0
+    wanted: Blocks = [(low, high)]
     if not (spec.rescan or spec.redeliver) and ctx["covered"] is not None:
-        coverage = intervals.from_ranges(ctx["covered"])
-        covered = intervals.size(intervals.intersect(coverage, low, high))
+        wanted = intervals.subtract_all(wanted, intervals.from_ranges(ctx["covered"]))
     blocks = high - low + 1
+    covered = blocks - intervals.size(wanted)
+    cached = intervals.size(intervals.overlap(wanted, cached_blocks(ctx)))
     chain = chains[ctx["chain_id"]]
     span = min(ctx["learned_block_range"] or chain.max_block_range, chain.max_block_range)
     call_cu, head_cu = chain.cu_cost("eth_getLogs"), chain.head_read_cu()
     calls, cu, windows = estimate_request(
-        blocks - covered,
+        blocks - covered - cached,
         span=span,
         call_cu=call_cu,
         window_cu=chain.window_budget_cu,
@@ -181,14 +186,33 @@ async def _estimate(
     )
     eta = estimate_behind(
         calls_before,
-        calls_for(blocks - covered, span),
+        calls_for(blocks - covered - cached, span),
         now=now,
         call_cu=call_cu,
         window_cu=chain.window_budget_cu,
         head_cu=head_cu,
         tick_seconds=chain.tick_seconds,
     )
-    return low, high, DryRun(blocks, covered, calls, cu, windows, eta.start_at, eta.finish_at)
+    return (
+        low,
+        high,
+        DryRun(blocks, covered, cached, calls, cu, windows, eta.start_at, eta.finish_at),
+    )
+
+
+def cached_blocks(ctx: asyncpg.Record) -> Blocks:
+    """Blocks where the chain's log cache holds every log the subscription's filter
+    matches (served from the database when the request gets there, at no CU)."""
+    pieces = fragments_of(subscription_filter(ctx["addresses"], ctx["topics"]))
+    if not pieces or ctx["fragment_addresses"] is None:
+        return []
+    stored = {
+        Fragment.from_row(address, topics): intervals.from_ranges(covered)
+        for address, topics, covered in zip(
+            ctx["fragment_addresses"], ctx["fragment_topics"], ctx["fragment_covered"], strict=True
+        )
+    }
+    return covered_blocks(pieces, stored)
 
 
 async def create_backfill(

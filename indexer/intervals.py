@@ -51,6 +51,11 @@ def subtract(blocks: Sequence[Interval], low: int, high: int) -> Blocks:
     return result
 
 
+def overlap(blocks: Sequence[Interval], others: Sequence[Interval]) -> Blocks:
+    """The blocks in both sets."""
+    return normalise(part for low, high in others for part in intersect(blocks, low, high))
+
+
 def subtract_all(blocks: Sequence[Interval], others: Iterable[Interval]) -> Blocks:
     result = list(blocks)
     for low, high in others:

@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     # How long a rotated-out webhook secret keeps signing deliveries alongside the new one.
     webhook_secret_grace_seconds: Annotated[int, Field(ge=0)] = 86400
     maintenance_interval_seconds: Annotated[float, Field(gt=0)] = 600.0
+    # The chain's log cache (docs/architecture.md): a fragment's blocks neither read
+    # nor extended for this many days are forgotten by maintenance.
+    log_cache_days: Annotated[float, Field(gt=0)] = 30.0
 
     # Backfill matches per webhook delivery (one outbox row, one POST).
     webhook_max_events_per_delivery: Annotated[int, Field(ge=1, le=10000)] = 100

@@ -39,9 +39,9 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{_INSTANCE}"
 
 
-async def maintenance(pool: asyncpg.Pool) -> None:
+async def maintenance(pool: asyncpg.Pool, log_cache_days: float = 30.0) -> None:
     """Forget what can no longer be used: expired Idempotency-Key records and
-    dashboard sessions."""
+    dashboard sessions, and the log cache's fragments unused for `log_cache_days`."""
     status = await queries.execute(pool, "purge_expired_idempotency_keys")
     purged = int(status.split()[-1])
     if purged:
@@ -50,6 +50,12 @@ async def maintenance(pool: asyncpg.Pool) -> None:
         forgotten = await sessions.forget_expired(conn)
     if forgotten:
         log.info("dashboard_sessions_purged", count=forgotten)
+    status = await queries.execute(
+        pool, "forget_unused_log_fragments", unused_seconds=log_cache_days * 86400
+    )
+    dropped = int(status.split()[-1])
+    if dropped:
+        log.info("log_cache_fragments_forgotten", count=dropped)
 
 
 async def window_job(pool: asyncpg.Pool, settings: Settings, chain_id: int, worker: str) -> None:
@@ -104,7 +110,7 @@ def build_scheduler(
         maintenance,
         "interval",
         seconds=settings.maintenance_interval_seconds,
-        args=[pool],
+        args=[pool, settings.log_cache_days],
         id="maintenance",
     )
     windows = windows or ChainWindows(

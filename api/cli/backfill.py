@@ -88,7 +88,8 @@ async def _backfill_create(client: ApiClient, args: argparse.Namespace) -> int:
     b = created.body
     if args.dry_run:
         text = (
-            f"dry run: {b['blocks']} blocks ({b['already_covered_blocks']} already covered), "
+            f"dry run: {b['blocks']} blocks ({b['already_covered_blocks']} already covered, "
+            f"{b['cached_blocks']} from the log cache), "
             f"{b['estimated_calls']} calls, {b['estimated_cu']} CU, "
             f"~{b['estimated_windows']} windows, finishing ~{b['estimated_finish_at']}\n"
         )

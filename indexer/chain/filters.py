@@ -69,6 +69,15 @@ class LogFilter:
         return params
 
 
+def subscription_filter(addresses: Sequence[bytes], topics: Sequence[Any]) -> LogFilter:
+    """A stored subscription's filter: topics positions are null, a hex string or a list."""
+    positions = [
+        None if options is None else ([options] if isinstance(options, str) else options)
+        for options in topics
+    ]
+    return LogFilter.build(addresses, positions)
+
+
 def merge_filters(filters: Iterable[LogFilter], *, max_addresses: int = 1000) -> list[LogFilter]:
     """The eth_getLogs calls that together return every log any of `filters` matches.
 

@@ -33,6 +33,7 @@ class LogChunk:
     from_block: int
     to_block: int
     logs: list[Log]
+    cached: bool = False  # read from the chain's log cache: the logs are stored already
 
     def split(self, max_logs: int, order: Order = "asc") -> list[LogChunk]:
         """The chunk as consecutive whole-block chunks of at most `max_logs` logs each
@@ -55,7 +56,7 @@ class LogChunk:
                     while end < len(self.logs) and self.logs[end].block_number == block:
                         end += 1
             last = self.to_block if end == len(self.logs) else self.logs[end].block_number - 1
-            parts.append(LogChunk(first, last, self.logs[start:end]))
+            parts.append(LogChunk(first, last, self.logs[start:end], self.cached))
             start, first = end, last + 1
         return parts if order == "asc" else parts[::-1]
 

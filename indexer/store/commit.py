@@ -17,6 +17,7 @@ import structlog
 
 from indexer import intervals
 from indexer.chain.filters import Matcher
+from indexer.chain.fragments import fragments_of
 from indexer.db import queries
 from indexer.db.pool import Connection
 from indexer.domain import RUNNABLE, BackfillStatus
@@ -143,11 +144,15 @@ async def advance(ctx: CommitContext, tally: Tally) -> set[uuid.UUID]:
         covered[request.subscription_id].extend(done)
     for subscription_id, blocks in covered.items():
         if blocks:
+            fragments = fragments_of(ctx.targets[subscription_id].filter) or []
             await queries.execute(
                 ctx.conn,
                 "add_coverage",
                 subscription_id=subscription_id,
                 blocks=intervals.to_ranges(intervals.normalise(blocks)),
+                chain_id=ctx.chain_id,
+                fragment_addresses=[f.address for f in fragments],
+                fragment_topics=[f.topics_key for f in fragments],
             )
     if tally.paused_workspaces:
         await queries.execute(

@@ -122,7 +122,8 @@ async def store_staged(
     Subscriptions whose new matches are needed one by one (`detailed`) come back as
     lists; the others are only counted, per request, here."""
     await copy_candidates(ctx, tally.plan)
-    await queries.execute(ctx.conn, "insert_staged_logs", chain_id=ctx.chain_id)
+    if not tally.plan.chunk.cached:
+        await queries.execute(ctx.conn, "insert_staged_logs", chain_id=ctx.chain_id)
     one_by_one = detailed(ctx, tally)
     rows = await queries.fetch(
         ctx.conn,
@@ -189,13 +190,14 @@ async def store_counted(
     """Some workspace cannot pay for every candidate: find which matches are new
     first, pay them in scan order up to the balance, then store the paid ones."""
     conn = ctx.conn
-    rows: dict[LogKey, LogRow] = {}
-    for _, entry in tally.plan.candidates:
-        key = (entry.block_number, entry.log_index)
-        if key not in rows:
-            rows[key] = LogRow(ctx.chain_id, *entry.row_values())
-    await conn.copy_records_to_table("window_logs", records=rows.values(), columns=_LOG_COLUMNS)
-    await queries.execute(conn, "insert_window_logs")
+    if not tally.plan.chunk.cached:
+        rows: dict[LogKey, LogRow] = {}
+        for _, entry in tally.plan.candidates:
+            key = (entry.block_number, entry.log_index)
+            if key not in rows:
+                rows[key] = LogRow(ctx.chain_id, *entry.row_values())
+        await conn.copy_records_to_table("window_logs", records=rows.values(), columns=_LOG_COLUMNS)
+        await queries.execute(conn, "insert_window_logs")
     matches = [StoredMatch(s, entry) for s, entry in tally.plan.candidates]
     found = await queries.fetch(
         conn,

@@ -14,6 +14,11 @@ RPC_CALLS = Counter(
 )
 WINDOWS = Counter("logfill_windows_total", "Backfill windows run", ["chain_id", "outcome"])
 MATCHES = Counter("logfill_matches_total", "Matches committed by windows", ["chain_id", "kind"])
+LOGS_READ = Counter(
+    "logfill_logs_read_total",
+    "Logs a window read: from the provider, or from the chain's log cache (no CU)",
+    ["chain_id", "source"],
+)
 CREDITS_CHARGED = Counter("logfill_credits_charged_total", "Credits charged", ["chain_id"])
 BUDGET_UTILISATION = Gauge(
     "logfill_window_budget_utilisation", "CU spent / budget of the last window", ["chain_id"]

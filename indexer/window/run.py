@@ -12,7 +12,7 @@ import asyncio
 import math
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,7 +25,7 @@ from indexer import intervals
 from indexer.chain.budget import BudgetExhausted, WindowBudget
 from indexer.chain.client import RpcClient
 from indexer.chain.errors import FatalRpcError, RpcError
-from indexer.chain.filters import LogFilter, Matcher, merge_filters
+from indexer.chain.filters import Matcher, merge_filters, subscription_filter
 from indexer.chain.scanner import LogChunk, LogScanner
 from indexer.db import queries
 from indexer.db.pool import Connection
@@ -36,6 +36,7 @@ from indexer.settings import ChainSettings, Settings
 from indexer.store.chunk import ChunkPlan, CommitContext, Target, plan_chunk
 from indexer.store.commit import CommitResult, LeaseLost, commit_chunk, create_staging_tables
 from indexer.window import metrics
+from indexer.window.cache import LogCache, read_cached_chunk
 from indexer.window.chain_state import (
     end_lease,
     load_adaptive_range,
@@ -58,6 +59,7 @@ class WindowStats:
     duplicate_matches: int = 0
     credits_charged: int = 0
     logs_fetched: int = 0
+    logs_cached: int = 0  # read from the chain's log cache instead of the provider
     error: str | None = None
     head: int | None = None
     safe_head: int | None = None
@@ -88,15 +90,6 @@ class WindowReport:
     calls: int
     stats: WindowStats
     duration_s: float
-
-
-def subscription_filter(addresses: Sequence[bytes], topics: Sequence[Any]) -> LogFilter:
-    """A stored subscription's filter: topics positions are null, a hex string or a list."""
-    positions = [
-        None if options is None else ([options] if isinstance(options, str) else options)
-        for options in topics
-    ]
-    return LogFilter.build(addresses, positions)
 
 
 async def run_window(
@@ -139,6 +132,8 @@ def _observe(report: WindowReport) -> None:
     metrics.MATCHES.labels(chain, "new").inc(stats.new_matches)
     metrics.MATCHES.labels(chain, "duplicate").inc(stats.duplicate_matches)
     metrics.CREDITS_CHARGED.labels(chain).inc(stats.credits_charged)
+    metrics.LOGS_READ.labels(chain, "provider").inc(stats.logs_fetched)
+    metrics.LOGS_READ.labels(chain, "cache").inc(stats.logs_cached)
     metrics.BUDGET_UTILISATION.labels(chain).set(report.cu_spent / max(1, report.budget_cu))
     metrics.WINDOW_DURATION.labels(chain).observe(report.duration_s)
     log.info(
@@ -147,6 +142,7 @@ def _observe(report: WindowReport) -> None:
         window_id=report.window_id,
         budget_cu=report.budget_cu,
         **stats.figures(cu_spent=report.cu_spent, calls=report.calls),
+        logs_cached=stats.logs_cached,
         duration_ms=round(report.duration_s * 1000),
     )
 
@@ -172,6 +168,7 @@ class Window:
         self.requests: dict[uuid.UUID, RequestState] = {}
         self.redeliver: set[uuid.UUID] = set()
         self.targets: dict[uuid.UUID, Target] = {}
+        self.cache = LogCache(chain_id, {})
         self._cu_mark = 0
         self.span = chain.max_block_range
         self.began = time.monotonic()
@@ -252,6 +249,8 @@ class Window:
                 sends_webhooks=row["sends_webhooks"],
                 decoder=EventDecoder(row["event_abis"]),
             )
+        self.cache = LogCache(self.chain_id, {s: t.filter for s, t in self.targets.items()})
+        await self.cache.load(self.conn)
 
     async def scan(self, scanner: LogScanner, safe_head: int) -> None:
         share = FairShare()
@@ -261,6 +260,13 @@ class Window:
             planned = plan_slice(active, safe_head=safe_head, share=share, quantum_blocks=quantum)
             if planned is None:
                 return
+            subscription_of = {r.id: r.subscription_id for r in active}
+            cached = self.cache.cached_front(planned, subscription_of)
+            if cached.served:
+                if not await self.serve_cached(cached):
+                    return  # nothing moved (a commit lost its requests): next window
+                continue
+            planned = self.cache.before_cached(planned, subscription_of)
             spent_before = self.budget.spent_cu
             workspaces = {self.requests[r].workspace_id for r in planned.served}
             try:
@@ -305,6 +311,46 @@ class Window:
                 if committing is not None:
                     await committing  # the chunk was answered: its commit still counts
 
+    async def serve_cached(self, planned: Slice) -> bool:
+        """The slice from the chain's log cache, at no CU, in whole-block commits;
+        whether any of its requests moved on."""
+        before = {r: self.requests[r].remaining for r in planned.served}
+        served_subscriptions = {self.requests[r].subscription_id for r in planned.served}
+        filters = {s: self.targets[s].filter for s in served_subscriptions}
+        matcher = Matcher(filters)
+        used = self.cache.used_for(served_subscriptions)
+        await queries.execute(
+            self.conn,
+            "touch_log_fragments",
+            chain_id=self.chain_id,
+            addresses=[f.address for f in used],
+            topics=[f.topics_key for f in used],
+        )
+        max_logs = max(1, self.chain.max_matches_per_commit // len(filters))
+        low, high = planned.low, planned.high
+        while low <= high and any(r in self.requests for r in planned.served):
+            chunk = await read_cached_chunk(
+                self.conn,
+                self.chain_id,
+                low,
+                high,
+                planned.order,
+                list(filters.values()),
+                max_logs,
+            )
+            self.stats.logs_cached += len(chunk.logs)
+            plan = self.prepare(chunk, planned, matcher)
+            if plan is not None:
+                await self.commit(plan, matcher)
+            if planned.order == "asc":
+                low = chunk.to_block + 1
+            else:
+                high = chunk.from_block - 1
+        return any(
+            r not in self.requests or self.requests[r].remaining != blocks
+            for r, blocks in before.items()
+        )
+
     def prepare(
         self, chunk: LogChunk, planned: Slice, matcher: Matcher[uuid.UUID]
     ) -> ChunkPlan | None:
@@ -347,6 +393,7 @@ class Window:
             self.requests.pop(request_id, None)
         for request_id, done in result.done.items():
             request = self.requests[request_id]
+            self.cache.add(request.subscription_id, done)
             request.remaining = intervals.subtract_all(request.remaining, done)
             request.cursor = intervals.cursor_of(request.remaining, request.order)
         for request_id in list(self.requests):

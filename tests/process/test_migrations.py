@@ -33,6 +33,7 @@ EXPECTED_TABLES = {
     "schema_migrations",
     "dashboard_sessions",
     "backfill_request_windows",
+    "log_fragments",
 }
 
 

@@ -3,13 +3,16 @@
 
 -- backfill_context(workspace_id, subscription_id, recent_limit) --
 -- What accepting a backfill depends on: the plan, the subscription, the chain's
--- heads, the subscription's coverage (subscription columns null: unknown id), and
--- the queue it would join: the calls the chain's queue needed when its window last
--- counted it, and the blocks of the requests queued since (at most `recent_limit`,
--- oldest first), so that the cost does not grow with the queue.
+-- heads, the subscription's coverage (subscription columns null: unknown id), the
+-- log cache's fragments that may cover its filter, and the queue it would join: the
+-- calls the chain's queue needed when its window last counted it, and the blocks
+-- of the requests queued since (at most `recent_limit`, oldest first), so that the
+-- cost does not grow with the queue.
 SELECT p.backfill_enabled, p.max_backfill_blocks, s.id AS subscription_id, s.chain_id,
-       s.stored_events, cs.head, cs.safe_head, cs.learned_block_range, c.covered,
-       cs.queue_calls, q.blocks AS recent_blocks
+       s.stored_events, s.addresses, s.topics, cs.head, cs.safe_head,
+       cs.learned_block_range, c.covered, cs.queue_calls, q.blocks AS recent_blocks,
+       fr.addresses AS fragment_addresses, fr.topics AS fragment_topics,
+       fr.covered AS fragment_covered
 FROM workspaces w
 JOIN plans p ON p.name = w.plan
 LEFT JOIN subscriptions s ON s.id = $2 AND s.workspace_id = w.id
@@ -26,6 +29,14 @@ LEFT JOIN LATERAL (
           ORDER BY r.created_at, r.id
           LIMIT $3) AS r
 ) q ON true
+LEFT JOIN LATERAL (
+    SELECT array_agg(f.address) AS addresses, array_agg(f.topics) AS topics,
+           array_agg(f.covered) AS covered
+    FROM log_fragments f
+    WHERE f.chain_id = s.chain_id
+      AND (f.address = '*'
+           OR f.address IN (SELECT '0x' || encode(a, 'hex') FROM unnest(s.addresses) AS a))
+) fr ON true
 WHERE w.id = $1;
 
 -- insert_backfill(workspace_id, subscription_id, chain_id, from_block, to_block, block_order, rescan, redeliver, labels, estimated_start_at, estimated_finish_at) --

@@ -156,8 +156,15 @@ SET cu_spent = w.cu_spent + EXCLUDED.cu_spent,
     new_matches = w.new_matches + EXCLUDED.new_matches
 RETURNING backfill_request_id;
 
--- add_coverage(subscription_id, blocks) --
--- Blocks now scanned for a subscription.
+-- add_coverage(subscription_id, blocks, chain_id, fragment_addresses, fragment_topics) --
+-- Blocks now scanned for a subscription, and so in the chain's log cache for the
+-- fragments of its filter (every log the filter matches there is stored).
+WITH cached AS (
+    INSERT INTO log_fragments AS f (chain_id, address, topics, covered)
+    SELECT $3, a, t, $2::int8multirange FROM unnest($4::text[], $5::text[]) AS x (a, t)
+    ON CONFLICT (chain_id, address, topics) DO UPDATE
+    SET covered = f.covered + EXCLUDED.covered, used_at = now()
+)
 INSERT INTO subscription_coverage (subscription_id, covered, updated_at)
 VALUES ($1, $2, now())
 ON CONFLICT (subscription_id) DO UPDATE

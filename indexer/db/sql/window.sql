@@ -188,3 +188,41 @@ SELECT clock_timestamp();
 -- The eth_getLogs calls a chain's runnable queue needs, as of `counted_at`: accepting
 -- a request adds only what was queued since.
 UPDATE chain_state SET queue_calls = $2, queue_counted_at = $3 WHERE chain_id = $1;
+
+-- load_log_fragments(chain_id, addresses) --
+-- The cache's fragments that may cover filters on these addresses (or on any).
+SELECT address, topics, covered FROM log_fragments
+WHERE chain_id = $1 AND (address = '*' OR address = ANY($2::text[]));
+
+-- touch_log_fragments(chain_id, addresses, topics) --
+-- The cache served from these fragments: they stay (maintenance drops unused ones).
+UPDATE log_fragments SET used_at = now()
+WHERE chain_id = $1 AND (address, topics) IN (SELECT * FROM unnest($2::text[], $3::text[]));
+
+-- read_cached_logs(chain_id, low, high, addresses, topic0s, limit) --
+-- Stored logs of blocks [low, high] in chain order, at most `limit`, narrowed to these
+-- addresses and first topics when every served filter names them (null: any).
+SELECT block_number, block_hash, log_index, transaction_hash, transaction_index,
+       address, topics, data
+FROM logs
+WHERE chain_id = $1 AND block_number BETWEEN $2 AND $3
+  AND ($4::bytea[] IS NULL OR address = ANY($4::bytea[]))
+  AND ($5::bytea[] IS NULL OR topics[1] = ANY($5::bytea[]))
+ORDER BY block_number, log_index
+LIMIT $6;
+
+-- read_cached_logs_desc(chain_id, low, high, addresses, topic0s, limit) --
+-- The same, newest block first (logs of a block still in chain order).
+SELECT block_number, block_hash, log_index, transaction_hash, transaction_index,
+       address, topics, data
+FROM logs
+WHERE chain_id = $1 AND block_number BETWEEN $2 AND $3
+  AND ($4::bytea[] IS NULL OR address = ANY($4::bytea[]))
+  AND ($5::bytea[] IS NULL OR topics[1] = ANY($5::bytea[]))
+ORDER BY block_number DESC, log_index
+LIMIT $6;
+
+-- forget_unused_log_fragments(unused_seconds) --
+-- The log cache forgets fragments no window read or extended for this long: requests
+-- on those filters call the provider again (and record them afresh).
+DELETE FROM log_fragments WHERE used_at < now() - make_interval(secs => $1);
