@@ -267,6 +267,8 @@ class Window:
                     return  # nothing moved (a commit lost its requests): next window
                 continue
             planned = self.cache.before_cached(planned, subscription_of)
+            if planned.low > planned.high:
+                return  # defensive: a cached front is served above, so never empty
             spent_before = self.budget.spent_cu
             workspaces = {self.requests[r].workspace_id for r in planned.served}
             try:
