@@ -193,17 +193,7 @@ async def export_events(
 
 
 def event_item(chain_id: int, row: asyncpg.Record, decoder: EventDecoder) -> dict[str, Any]:
-    log = Log(
-        row["block_number"],
-        "0x" + row["block_hash"].hex(),
-        row["log_index"],
-        "0x" + row["transaction_hash"].hex(),
-        row["transaction_index"],
-        "0x" + row["address"].hex(),
-        tuple("0x" + topic.hex() for topic in row["topics"]),
-        "0x" + row["data"].hex(),
-    )
-    body = event_body(chain_id, log, decoder)
+    body = event_body(chain_id, Log.from_stored(row), decoder)
     body["backfill_id"] = row["backfill_request_id"]
     body["stored_at"] = row["created_at"]
     return body

@@ -9,6 +9,7 @@ logs that matched, at commit time.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any, Protocol
 
 import msgspec
 
@@ -31,6 +32,12 @@ class WireLog(msgspec.Struct, rename="camel", gc=False):
     removed: bool = False
 
 
+class StoredRow(Protocol):
+    """A database row (an asyncpg Record, or a dict) read by column name."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
 class Log(msgspec.Struct, frozen=True, gc=False):
     """One log mapped to plain types: ints, and lowercase 0x-hex strings for byte fields."""
 
@@ -42,6 +49,20 @@ class Log(msgspec.Struct, frozen=True, gc=False):
     address: str
     topics: tuple[str, ...]
     data: str
+
+    @classmethod
+    def from_stored(cls, row: StoredRow) -> Log:
+        """A log as the `logs` table stores it (bytes fields) back in this shape."""
+        return cls(
+            row["block_number"],
+            "0x" + row["block_hash"].hex(),
+            row["log_index"],
+            "0x" + row["transaction_hash"].hex(),
+            row["transaction_index"],
+            "0x" + row["address"].hex(),
+            tuple("0x" + topic.hex() for topic in row["topics"]),
+            "0x" + row["data"].hex(),
+        )
 
     def row_values(self) -> tuple[int, bytes, int, bytes, int, bytes, list[bytes], bytes]:
         """The log as bytes, for storage; ProviderFault if a field is not hex."""

@@ -160,20 +160,7 @@ async def read_cached_chunk(
         else:
             edge = edge - 1 if order == "asc" else edge + 1
         first, last = (low, edge) if order == "asc" else (edge, high)
-    logs = [_log(row) for row in rows]
+    logs = [Log.from_stored(row) for row in rows]
     if order == "desc":
         logs.sort(key=lambda entry: (entry.block_number, entry.log_index))
     return LogChunk(first, last, logs, cached=True)
-
-
-def _log(row: asyncpg.Record) -> Log:
-    return Log(
-        row["block_number"],
-        "0x" + row["block_hash"].hex(),
-        row["log_index"],
-        "0x" + row["transaction_hash"].hex(),
-        row["transaction_index"],
-        "0x" + row["address"].hex(),
-        tuple("0x" + topic.hex() for topic in row["topics"]),
-        "0x" + row["data"].hex(),
-    )

@@ -41,6 +41,23 @@ def get_logs_cu(reports: Sequence[WindowReport], settings: Settings) -> int:
     return sum(r.cu_spent for r in reports) - len(reports) * head_cu
 
 
+def on(corpus: LogCorpus, shape: dict[str, Any]) -> dict[str, Any]:
+    """A filter shape (contract numbers, topics) as the corpus's addresses and topics."""
+    addresses = [corpus.contracts[i] for i in shape.get("addresses", [])]
+    return {"addresses": addresses, "topics": shape.get("topics", [])}
+
+
+def full_scan(corpus: LogCorpus, spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """What eth_getLogs returns for the filter over the whole corpus."""
+    return chain.get_logs(
+        corpus.url,
+        corpus.from_block,
+        corpus.to_block,
+        address=spec["addresses"] or None,
+        topics=spec["topics"] or None,
+    )
+
+
 async def request_row(conn: asyncpg.Connection, request: uuid.UUID) -> asyncpg.Record:
     row = await conn.fetchrow("SELECT * FROM backfill_requests WHERE id = $1", request)
     assert row is not None
@@ -129,24 +146,13 @@ async def test_a_narrower_filter_is_served_from_a_wider_ones_cache(
     corpus = log_corpus
     settings = window_settings(corpus.url, max_block_range=7)
 
-    def spec(shape: dict[str, Any]) -> dict[str, Any]:
-        addresses = [corpus.contracts[i] for i in shape.get("addresses", [])]
-        return {"addresses": addresses, "topics": shape.get("topics", [])}
-
     async with window_pool(database_url) as pool:
-        await backfill_alone(pool, settings, conn, corpus, **spec(wider))
+        await backfill_alone(pool, settings, conn, corpus, **on(corpus, wider))
         subscription, _, reports = await backfill_alone(
-            pool, settings, conn, corpus, **spec(narrower)
+            pool, settings, conn, corpus, **on(corpus, narrower)
         )
 
-    narrow = spec(narrower)
-    raw = chain.get_logs(
-        corpus.url,
-        corpus.from_block,
-        corpus.to_block,
-        address=narrow["addresses"] or None,
-        topics=narrow["topics"] or None,
-    )
+    raw = full_scan(corpus, on(corpus, narrower))
     assert raw, "the narrower filter matches something"
     assert get_logs_cu(reports, settings) == 0
     assert await stored_matches(conn, subscription) == keys_of(raw)
@@ -174,22 +180,13 @@ async def test_a_wider_filter_is_not_served_from_a_narrower_ones_cache(
     corpus = log_corpus
     settings = window_settings(corpus.url, max_block_range=7)
 
-    def spec(shape: dict[str, Any]) -> dict[str, Any]:
-        addresses = [corpus.contracts[i] for i in shape.get("addresses", [])]
-        return {"addresses": addresses, "topics": shape.get("topics", [])}
-
     async with window_pool(database_url) as pool:
-        _, _, alone = await backfill_alone(pool, settings, conn, corpus, **spec(first))
-        subscription, _, reports = await backfill_alone(pool, settings, conn, corpus, **spec(then))
+        _, _, alone = await backfill_alone(pool, settings, conn, corpus, **on(corpus, first))
+        subscription, _, reports = await backfill_alone(
+            pool, settings, conn, corpus, **on(corpus, then)
+        )
 
-    wide = spec(then)
-    raw = chain.get_logs(
-        corpus.url,
-        corpus.from_block,
-        corpus.to_block,
-        address=wide["addresses"] or None,
-        topics=wide["topics"] or None,
-    )
+    raw = full_scan(corpus, on(corpus, then))
     assert get_logs_cu(reports, settings) == get_logs_cu(alone, settings)
     assert await stored_matches(conn, subscription) == keys_of(raw)
 
