@@ -128,19 +128,33 @@ def require_rules(*, backfill_enabled: bool, stored_events: bool) -> None:
         )
 
 
-async def _context(
-    conn: Connection, workspace_id: uuid.UUID, spec: BackfillSpec, chains: Mapping[int, Any]
+async def load_context(
+    conn: Connection, workspace_id: uuid.UUID, subscription_id: uuid.UUID, key: str | None
 ) -> asyncpg.Record:
-    """The plan, subscription and chain a request depends on, checked in the order
-    a client fixes them: plan (403), subscription (404), stored events (409), chain."""
+    """What accepting a request depends on (unchecked), and with an Idempotency-Key
+    the key's lock and stored response (`idempotency.run_once` reads those columns)."""
     row: asyncpg.Record | None = await queries.fetchrow(
         conn,
         "backfill_context",
         workspace_id=workspace_id,
-        subscription_id=spec.subscription_id,
+        subscription_id=subscription_id,
         recent_limit=RECENT_QUEUE_LIMIT,
+        key=key,
     )
     assert row is not None, "an authenticated workspace exists"
+    return row
+
+
+async def _context(
+    conn: Connection,
+    workspace_id: uuid.UUID,
+    spec: BackfillSpec,
+    chains: Mapping[int, Any],
+    loaded: asyncpg.Record | None = None,
+) -> asyncpg.Record:
+    """The plan, subscription and chain a request depends on, checked in the order
+    a client fixes them: plan (403), subscription (404), stored events (409), chain."""
+    row = loaded or await load_context(conn, workspace_id, spec.subscription_id, None)
     require_rules(backfill_enabled=row["backfill_enabled"], stored_events=True)
     if row["subscription_id"] is None:
         raise NotFound(f"subscription {spec.subscription_id} not found")
@@ -222,10 +236,11 @@ async def create_backfill(
     chains: Mapping[int, ChainSettings],
     *,
     now: datetime | None = None,
+    context: asyncpg.Record | None = None,
 ) -> asyncpg.Record:
     """Queue a request, with its estimated start and finish (call inside the caller's
-    transaction with its idempotency claim)."""
-    ctx = await _context(conn, workspace_id, spec, chains)
+    transaction with its idempotency claim; `context` if `load_context` was read in it)."""
+    ctx = await _context(conn, workspace_id, spec, chains, context)
     low, high, estimate = await _estimate(conn, ctx, spec, chains, now or datetime.now(UTC))
     row: asyncpg.Record | None = await queries.fetchrow(
         conn,
@@ -253,9 +268,10 @@ async def dry_run(
     chains: Mapping[int, ChainSettings],
     *,
     now: datetime,
+    context: asyncpg.Record | None = None,
 ) -> DryRun:
     """What the request would scan and cost, and when it would run behind the queue."""
-    ctx = await _context(conn, workspace_id, spec, chains)
+    ctx = await _context(conn, workspace_id, spec, chains, context)
     _, _, estimate = await _estimate(conn, ctx, spec, chains, now)
     return estimate
 

@@ -60,6 +60,7 @@ class Outcome:
 
 
 Handle = Callable[[Connection], Awaitable[Outcome]]
+Lookup = Callable[[Connection], Awaitable[Any]]
 
 
 async def run_once(
@@ -70,14 +71,21 @@ async def run_once(
     *,
     ttl_seconds: int,
     handle: Handle,
+    lookup: Lookup | None = None,
 ) -> tuple[StoredResponse, bool]:
-    """Handle a request at most once per key; returns the response and whether it is a replay."""
+    """Handle a request at most once per key; returns the response and whether it is a replay.
+
+    `lookup`, if given, reads what `lock_and_find_idempotency_key` reads (its columns,
+    with the same lock) together with what the handler needs, in one round trip."""
     async with conn.transaction():
         if key is None:
             return (await handle(conn)).response, False
-        found = await queries.fetchrow(
-            conn, "lock_and_find_idempotency_key", workspace_id=workspace_id, key=key
-        )
+        if lookup is not None:
+            found = await lookup(conn)
+        else:
+            found = await queries.fetchrow(
+                conn, "lock_and_find_idempotency_key", workspace_id=workspace_id, key=key
+            )
         assert found is not None
         locked, stored = found["locked"], found if found["fingerprint"] is not None else None
         if stored is not None and not stored["expired"]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from aiohttp import web
+from asyncpg import Record
 
 from api import render
 from api.models import Backfill, BackfillCreate, BackfillList, BackfillPageQuery, DryRunResult
@@ -66,14 +67,21 @@ async def create_backfill(call: Call) -> web.Response:
     fingerprint = idempotency.fingerprint("POST", ROUTE, call.json_body()) if key else b""
     spec, chains, workspace_id = backfill_spec(body), call.settings.chains, call.workspace_id
 
+    loaded: list[Record] = []  # the context, read with the key's lock (one round trip)
+
+    async def lookup(conn: Connection) -> Record:
+        loaded.append(await backfills.load_context(conn, workspace_id, spec.subscription_id, key))
+        return loaded[0]
+
     async def handle(conn: Connection) -> Outcome:
+        context = loaded[0] if loaded else None
         if body.dry_run:
             estimate = await backfills.dry_run(
-                conn, workspace_id, spec, chains, now=datetime.now(UTC)
+                conn, workspace_id, spec, chains, now=datetime.now(UTC), context=context
             )
             result = DryRunResult.model_validate(estimate, from_attributes=True)
             return Outcome(StoredResponse(200, result.model_dump_json().encode()))
-        row = await backfills.create_backfill(conn, workspace_id, spec, chains)
+        row = await backfills.create_backfill(conn, workspace_id, spec, chains, context=context)
         location = f"{ROUTE}/{row['id']}"
         payload = render.backfill(row).model_dump_json().encode()
         return Outcome(StoredResponse(202, payload, {"Location": location}), created=row["id"])
@@ -86,6 +94,7 @@ async def create_backfill(call: Call) -> web.Response:
             fingerprint,
             ttl_seconds=call.settings.idempotency_ttl_seconds,
             handle=handle,
+            lookup=lookup,
         )
     headers = dict(response.headers)
     if replayed:

@@ -1,14 +1,20 @@
 -- Backfill requests as their owner sees them: accept, read, list, owner actions, the queue.
 -- Blocks: `-- name(parameters) --`, a description, the query (docs/architecture.md).
 
--- backfill_context(workspace_id, subscription_id, recent_limit) --
+-- backfill_context(workspace_id, subscription_id, recent_limit, key) --
 -- What accepting a backfill depends on: the plan, the subscription, the chain's
 -- heads, the subscription's coverage (subscription columns null: unknown id), the
 -- log cache's fragments that may cover its filter, and the queue it would join: the
 -- calls the chain's queue needed when its window last counted it, and the blocks
 -- of the requests queued since (at most `recent_limit`, oldest first), so that the
--- cost does not grow with the queue.
-SELECT p.backfill_enabled, p.max_backfill_blocks, s.id AS subscription_id, s.chain_id,
+-- cost does not grow with the queue. With an Idempotency-Key, also what
+-- `lock_and_find_idempotency_key` answers (sql/idempotency.sql: the same lock, the
+-- same race and its answer), so that a fresh-key POST needs no round trip for it.
+SELECT CASE WHEN $4::text IS NOT NULL THEN pg_try_advisory_xact_lock(hashtextextended(
+           'logfill.idempotency/' || $1::uuid::text || '/' || $4, 0)) END AS locked,
+       k.fingerprint, k.response_status, k.response_headers, k.response_body,
+       k.expires_at <= now() AS expired,
+       p.backfill_enabled, p.max_backfill_blocks, s.id AS subscription_id, s.chain_id,
        s.stored_events, s.addresses, s.topics, cs.head, cs.safe_head,
        cs.learned_block_range, c.covered, cs.queue_calls, q.blocks AS recent_blocks,
        fr.addresses AS fragment_addresses, fr.topics AS fragment_topics,
@@ -18,6 +24,7 @@ JOIN plans p ON p.name = w.plan
 LEFT JOIN subscriptions s ON s.id = $2 AND s.workspace_id = w.id
 LEFT JOIN chain_state cs ON cs.chain_id = s.chain_id
 LEFT JOIN subscription_coverage c ON c.subscription_id = s.id
+LEFT JOIN idempotency_keys k ON k.workspace_id = w.id AND k.idempotency_key = $4
 LEFT JOIN LATERAL (
     SELECT array_agg(r.blocks) AS blocks
     FROM (SELECT CASE WHEN r.remaining IS NULL THEN r.to_block - r.from_block + 1
