@@ -31,7 +31,8 @@ LEFT JOIN LATERAL (
                       ELSE (SELECT coalesce(sum(upper(x) - lower(x)), 0)::bigint
                             FROM unnest(r.remaining) AS x) END AS blocks
           FROM backfill_requests r
-          WHERE r.chain_id = s.chain_id AND r.status IN ('queued', 'processing')
+          WHERE (k.response_status IS NULL OR k.expires_at <= now())  -- not for a replay
+            AND r.chain_id = s.chain_id AND r.status IN ('queued', 'processing')
             AND (cs.queue_counted_at IS NULL OR r.created_at >= cs.queue_counted_at)
           ORDER BY r.created_at, r.id
           LIMIT $3) AS r
@@ -40,7 +41,7 @@ LEFT JOIN LATERAL (
     SELECT array_agg(f.address) AS addresses, array_agg(f.topics) AS topics,
            array_agg(f.covered) AS covered
     FROM log_fragments f
-    WHERE f.chain_id = s.chain_id
+    WHERE (k.response_status IS NULL OR k.expires_at <= now()) AND f.chain_id = s.chain_id
       AND (f.address = '*'
            OR f.address IN (SELECT '0x' || encode(a, 'hex') FROM unnest(s.addresses) AS a))
 ) fr ON true
