@@ -59,7 +59,9 @@ screenshots: $(STAMP) node_modules/.installed
 	cp build/screenshots/request-desktop.png docs/screenshots/request.png
 	cp build/screenshots/request-phone.png docs/screenshots/request-phone.png
 
-## bench: every benchmark under bench/, then bench/results/latest.json and latest.md
+## bench: every benchmark under bench/ (the side-by-side of a bare pipeline, logfill and Ponder
+## first, the worker's memory last), then bench/results/latest.json and latest.md and the table
+## in README.md's Performance section (`ARGS="--only side_by_side"`, `ARGS=--collect-only`)
 bench: $(STAMP) node_modules/.installed
 	$(BIN)/python -m bench.report $(ARGS)
 

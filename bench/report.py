@@ -1,15 +1,20 @@
-"""Every benchmark in turn, then one report: bench/results/latest.json and latest.md.
+"""Every benchmark in turn, then one report: bench/results/latest.json and latest.md,
+and the generated part of README.md's Performance section.
 
 Runs each benchmark module as a subprocess (`python -m bench.<name>`), one after
 another so they do not share the machine's cores, and reads the
 bench/results/<name>.json it writes. A module that does not exist is skipped with
 a note; one that fails or writes no fresh result is reported as such (and the
 report exits non-zero), the others still run. The Markdown table puts each
-figure beside its reference (the bare loop, the CU minimum) and its goal.
+figure beside its reference (the bare loop, the CU minimum) and its goal, headed
+by the date, the machine (cores, memory, Python, PostgreSQL) and the load
+average before the run. The same Markdown replaces what stands between
+`<!-- bench:begin -->` and `<!-- bench:end -->` in README.md.
 
-Run: .venv/bin/python -m bench.report [--only NAME ...] [--collect-only]
-     (`make bench` runs it; --collect-only rebuilds the report from the JSON files
-     already in bench/results/ without running anything)
+Run: .venv/bin/python -m bench.report [--only NAME ...] [--collect-only] [--no-readme]
+     (`make bench` runs it; --only runs some benchmarks and takes the others' last
+     results from bench/results/; --collect-only rebuilds the report and README's
+     table from the JSON files already in bench/results/ without running anything)
 """
 
 from __future__ import annotations
@@ -30,7 +35,11 @@ from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS = BENCH_DIR / "results"
+README = BENCH_DIR.parent / "README.md"
+BEGIN = "<!-- bench:begin -->"
+END = "<!-- bench:end -->"
 BENCHMARKS = (
+    "side_by_side",
     "rpc_scan",
     "backfill_e2e",
     "api_load",
@@ -87,9 +96,13 @@ def run_benchmark(name: str) -> Outcome:
     except subprocess.TimeoutExpired:
         code = -1
     seconds = round(time.monotonic() - started, 1)
+    fresh = result_path.exists() and result_path.stat().st_mtime > before
     if code != 0:
-        return Outcome(name, "failed", seconds, f"exit code {code}")
-    if not result_path.exists() or result_path.stat().st_mtime <= before:
+        # A benchmark that records its problems and exits non-zero still has figures.
+        result = json.loads(result_path.read_text()) if fresh else None
+        partial = "; its rows are from the result it wrote" if fresh else ""
+        return Outcome(name, "failed", seconds, f"exit code {code}{partial}", result=result)
+    if not fresh:
         return Outcome(name, "stale", seconds, f"no fresh {result_path.name} written")
     return Outcome(name, "ok", seconds, result=json.loads(result_path.read_text()))
 
@@ -149,6 +162,131 @@ def rows_backfill_e2e(r: dict[str, Any]) -> list[Row]:
             f"minimum {_n(r.get('cu_minimum'), 'CU')} ({_pct(cu)})", "<= 105% of the minimum",
             _at_most(cu, 1.05)),
     ]  # fmt: skip
+
+
+def _span(summary: dict[str, Any] | None, unit: str = "", digits: int = 1) -> str:
+    """A figure over interleaved runs: its median and (min-max), e.g. `3.7 s (3.6-3.9)`."""
+    if not summary or summary.get("median") is None:
+        return "n/a"
+
+    def fmt(value: float) -> str:
+        return f"{value:,.{digits}f}" if abs(value) < 1000 else f"{value:,.0f}"
+
+    low, high = summary["min"], summary["max"]
+    runs = f" ({fmt(low)}-{fmt(high)})" if len(summary.get("runs", [])) > 1 else ""
+    return f"{fmt(summary['median'])} {unit}".strip() + runs
+
+
+def _mib(value: Any) -> str:
+    return "n/a" if value is None else f"{value:,.0f} MiB"
+
+
+def _times(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.2f}x"
+
+
+def _median(summary: dict[str, Any] | None) -> Any:
+    return (summary or {}).get("median")
+
+
+def rows_side_by_side(r: dict[str, Any]) -> list[Row]:
+    """One chain, one PostgreSQL: the bare pipeline, logfill (one request, twenty at
+    once, twenty spread), Ponder. Medians with the range over the interleaved runs."""
+    s, goals = r.get("settings", {}), r.get("goals", {})
+    bare, logfill = r.get("bare", {}), r.get("logfill", {})
+    speed, pg = r.get("speed_bare_over_logfill"), r.get("pg_cpu_per_match_logfill_over_bare")
+    speed_goal = goals.get("speed_bare_over_logfill", 0.8)
+    pg_goal = goals.get("pg_cpu_per_match_logfill_over_bare", 2.0)
+    cu_goal = goals.get("twenty_cu_vs_one", 1.1)
+    rss_goal = goals.get("twenty_peak_rss_mib", 200)
+    runs = len((speed or {}).get("runs", []))
+    layout = (
+        f"{_n(s.get('logs'))} logs, {_n(s.get('blocks'))} blocks, "
+        f"{_n(s.get('calls'))} calls of {_n(s.get('span_blocks'))} blocks, "
+        f"{s.get('in_flight')} in flight"
+    )
+    rows = [
+        Row("side_by_side", f"bare pipeline: eth_getLogs, COPY, INSERT ON CONFLICT ({layout})",
+            f"{_span(bare.get('seconds'), 's', 2)}; {_span(bare.get('logs_per_s'), 'logs/s')}",
+            f"PostgreSQL CPU {_span(bare.get('pg_cpu_seconds'), 's', 2)}; "
+            f"{_span(bare.get('cu'), 'CU')}", "(the reference)", None),
+        Row("side_by_side", "logfill, one backfill: POST to completed (api + worker processes, "
+            f"tick {s.get('tick_seconds')} s)",
+            f"{_span(logfill.get('seconds'), 's', 2)}; "
+            f"{_span(logfill.get('matches_per_s'), 'matches/s')}",
+            f"worker CPU {_span(logfill.get('worker_cpu_seconds'), 's', 2)}, peak RSS "
+            f"{_span(logfill.get('worker_peak_rss_mib'), 'MiB', 0)}; PostgreSQL CPU "
+            f"{_span(logfill.get('pg_cpu_seconds'), 's', 2)}", "-", None),
+        Row("side_by_side", f"speed: bare time / logfill time ({runs} interleaved pairs)",
+            _span(speed, "", 2),
+            f"bare {_n(_median(bare.get('seconds')), 's')}, logfill "
+            f"{_n(_median(logfill.get('seconds')), 's')} (medians)",
+            f">= {speed_goal:g}", _at_least(_median(speed), speed_goal)),
+        Row("side_by_side", "PostgreSQL CPU per match: logfill / bare", _span(pg, "", 2),
+            f"logfill {_n(_median(logfill.get('pg_cpu_seconds')), 's')} for "
+            f"{_n(s.get('logs'))} matches, bare {_n(_median(bare.get('pg_cpu_seconds')), 's')} "
+            f"for {_n(s.get('logs'))} logs (medians)", f"<= {pg_goal:g}",
+            _at_most(_median(pg), pg_goal)),
+        Row("side_by_side", "CU of one backfill (counting proxy)",
+            _span(logfill.get("cu"), "CU"),
+            f"windows table {_span(logfill.get('cu_windows'), 'CU')}; bare pipeline "
+            f"{_span(bare.get('cu'), 'CU')}", "-", None),
+    ]  # fmt: skip
+    burst, spread = r.get("twenty_burst"), r.get("twenty_spread")
+    if burst:
+        posts = burst.get("post_seconds")
+        rows += [
+            Row("side_by_side", f"20 requests from 5 workspaces, POSTed within "
+                f"{'n/a' if posts is None else f'{posts:.3f}'} s: CU x one request",
+                _times(burst.get("cu_vs_one")),
+                f"{_n(burst.get('cu'), 'CU')} vs one request's {_n(burst.get('cu_one'), 'CU')};"
+                f" windows table "
+                f"{_n(burst.get('cu_windows'), 'CU')}", f"<= {cu_goal:g}x",
+                _at_most(burst.get("cu_vs_one"), cu_goal)),
+            Row("side_by_side", "20 requests at once: first POST to all completed",
+                f"{_n(burst.get('seconds'), 's')}; {_n(burst.get('matches_per_s'), 'matches/s')}",
+                f"{_n(burst.get('matches'))} matches; PostgreSQL CPU "
+                f"{_n(burst.get('pg_cpu_seconds'), 's')}, worker CPU "
+                f"{_n(burst.get('worker_cpu_seconds'), 's')}", "-", None),
+            Row("side_by_side", "20 requests at once: worker peak RSS",
+                _mib(burst.get("worker_peak_rss_mib")),
+                f"one request {_span(logfill.get('worker_peak_rss_mib'), 'MiB', 0)}",
+                f"<= {rss_goal} MiB", _at_most(burst.get("worker_peak_rss_mib"), rss_goal)),
+        ]  # fmt: skip
+    if spread:
+        rows.append(
+            Row("side_by_side", f"20 requests POSTed over {_n(spread.get('post_seconds'), 's')}: "
+                "CU x one request", _times(spread.get("cu_vs_one")),
+                f"{_n(spread.get('cu'), 'CU')}; all completed in {_n(spread.get('seconds'), 's')}, "
+                f"{_n(spread.get('matches_per_s'), 'matches/s')}, peak RSS "
+                f"{_mib(spread.get('worker_peak_rss_mib'))}", "-", None)
+        )  # fmt: skip
+    rows.append(rows_ponder(r.get("ponder") or {}, logfill))
+    if r.get("problems"):
+        rows.append(
+            Row("side_by_side", "problems in this run", "-", "; ".join(r["problems"]), "-", False)
+        )
+    return rows
+
+
+def rows_ponder(ponder: dict[str, Any], logfill: dict[str, Any]) -> Row:
+    figure = "Ponder: `ponder start` to /ready (same contracts, range, span, proxy, server)"
+    if ponder.get("status") != "ok":
+        reason = ponder.get("reason", "not run")
+        return Row("side_by_side", figure, "skipped", f"skipped: {reason}", "-", None)
+    one = (logfill.get("cu") or {}).get("median")
+    cu = ponder.get("cu")
+    vs = f" ({cu / one:.1f}x logfill's)" if cu is not None and one else ""
+    return Row(
+        "side_by_side",
+        figure.replace("Ponder:", f"Ponder {ponder.get('version')}:"),
+        f"{_n(ponder.get('seconds'), 's')}",
+        f"{_n(cu, 'CU')}{vs}; {_n(ponder.get('rows'))} rows; PostgreSQL CPU "
+        f"{_n(ponder.get('pg_cpu_seconds'), 's')}, node CPU {_n(ponder.get('cpu_seconds'), 's')}, "
+        f"peak RSS {_mib(ponder.get('peak_rss_mib'))}",
+        "-",
+        None,
+    )
 
 
 API_SCENARIOS = {
@@ -263,7 +401,8 @@ def rows_worker_memory(r: dict[str, Any]) -> list[Row]:
     return [
         Row(
             "worker_memory",
-            f"windows' peak RSS, {run['logs_per_call']:,} logs a call",
+            f"windows' peak RSS, {run['logs_per_call']:,} logs a call"
+            + (f", {run['requests']} requests at once" if run.get("requests", 1) > 1 else ""),
             _n(run.get("peak_rss_mib"), "MiB"),
             f"{_n(run.get('seconds'), 's')} for {_n(run.get('matches'))} matches",
             f"< {goal} MiB",
@@ -274,6 +413,7 @@ def rows_worker_memory(r: dict[str, Any]) -> list[Row]:
 
 
 EXTRACTORS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
+    "side_by_side": rows_side_by_side,
     "rpc_scan": rows_rpc_scan,
     "backfill_e2e": rows_backfill_e2e,
     "api_load": rows_api_load,
@@ -315,22 +455,77 @@ def machine() -> str:
     )
 
 
+def postgres_version(outcomes: list[Outcome]) -> str | None:
+    """The server of LOGFILL_DATABASE_URL, asked; else what the side-by-side recorded."""
+    url = os.environ.get("LOGFILL_DATABASE_URL")
+    if url:
+        try:
+            import asyncio
+
+            import asyncpg
+
+            async def ask() -> str:
+                conn = await asyncpg.connect(url, timeout=5)
+                try:
+                    return str(await conn.fetchval("SHOW server_version"))
+                finally:
+                    await conn.close()
+
+            return asyncio.run(ask())
+        except Exception:  # no server now: fall back on what a benchmark recorded
+            pass
+    for outcome in outcomes:
+        if outcome.result and outcome.result.get("postgres_version"):
+            return str(outcome.result["postgres_version"])
+    return None
+
+
+def result_date(result: dict[str, Any] | None) -> str | None:
+    if not result:
+        return None
+    date = result.get("date") or result.get("when")
+    return str(date) if date else None
+
+
 def _met(value: bool | None) -> str:
     return {True: "yes", False: "**no**", None: "-"}[value]
 
 
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def header(report: dict[str, Any]) -> str:
+    """What was measured when, where and under which load."""
+    load = report.get("load_before")
+    load_text = (
+        "load average before the run " + ", ".join(f"{x:.2f}" for x in load) + " (1, 5, 15 min)"
+        if load
+        else "load average before the run unknown"
+    )
+    postgres = report.get("postgres") or "unknown"
+    regenerated = (
+        f" (this table regenerated from bench/results/ on {report['regenerated']})"
+        if report.get("regenerated")
+        else ""
+    )
+    took = f"; the run took {report['seconds'] / 60:.0f} min" if report.get("seconds") else ""
+    return (
+        f"Measured {report['date']} with `{report['command']}` on {report['machine']}, "
+        f"PostgreSQL {postgres}; {load_text}{took}{regenerated}."
+    )
+
+
 def markdown(report: dict[str, Any], rows: list[Row]) -> str:
     lines = [
-        f"Measured {report['date']} on {report['machine']}, with `{report['command']}`.",
+        header(report),
         "",
         "| benchmark | figure | measured | reference | goal | met? |",
         "|---|---|---|---|---|---|",
     ]
     for row in rows:
-        lines.append(
-            f"| {row.benchmark} | {row.figure} | {row.measured} | {row.reference} "
-            f"| {row.goal} | {_met(row.met)} |"
-        )
+        cells = (row.benchmark, row.figure, row.measured, row.reference, row.goal, _met(row.met))
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     notes = [
         f"- {n}: {o['status']} ({o['note']})" for n, o in report["benchmarks"].items() if o["note"]
     ]
@@ -339,30 +534,77 @@ def markdown(report: dict[str, Any], rows: list[Row]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def replace_generated(text: str, generated: str) -> str:
+    """`text` with what stands between the bench markers replaced by `generated`."""
+    start, end = text.find(BEGIN), text.find(END)
+    if start < 0 or end < 0 or end < start:
+        raise ValueError(f"README.md needs {BEGIN} and then {END} in its Performance section")
+    if text.find(BEGIN, start + 1) >= 0 or text.find(END, end + 1) >= 0:
+        raise ValueError("README.md holds the bench markers more than once")
+    body = (
+        "<!-- Generated by bench/report.py (`make bench`, `make bench ARGS=--collect-only`);"
+        " edits here are overwritten. -->\n\n" + generated.strip("\n")
+    )
+    return text[: start + len(BEGIN)] + "\n" + body + "\n" + text[end:]
+
+
+def write_readme(generated: str, path: Path = README) -> None:
+    path.write_text(replace_generated(path.read_text(), generated))
+
+
+def previous_report() -> dict[str, Any]:
+    path = RESULTS / "latest.json"
+    try:
+        loaded: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return loaded
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--only", nargs="+", choices=BENCHMARKS, help="run only these")
     parser.add_argument("--collect-only", action="store_true", help="run nothing; report")
+    parser.add_argument(
+        "--no-readme", action="store_true", help="leave README.md's Performance table alone"
+    )
     args = parser.parse_args(argv)
-    names = args.only or list(BENCHMARKS)
-    outcomes = [collect(n) if args.collect_only else run_benchmark(n) for n in names]
+    load_before = list(os.getloadavg())
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    run_names = [] if args.collect_only else (args.only or list(BENCHMARKS))
+    outcomes = [run_benchmark(n) if n in run_names else collect(n) for n in BENCHMARKS]
+    for outcome in outcomes:  # results from an earlier run say when they were measured
+        if outcome.status == "collected" and run_names:
+            outcome.note = f"last result, measured {result_date(outcome.result) or 'earlier'}"
     rows = [row for outcome in outcomes for row in rows_of(outcome)]
     given = sys.argv[1:] if argv is None else argv
     report: dict[str, Any] = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "date": started,
         "machine": machine(),
+        "postgres": postgres_version(outcomes),
+        "load_before": load_before,
+        "seconds": round(sum(o.seconds for o in outcomes), 1),
         "command": f"make bench ARGS='{shlex.join(given)}'" if given else "make bench",
         "benchmarks": {
             o.name: {k: v for k, v in asdict(o).items() if k != "name"} for o in outcomes
         },
         "rows": [asdict(row) for row in rows],
     }
+    if args.collect_only:  # the figures are those of the run that measured them
+        before = previous_report()
+        for key in ("date", "machine", "postgres", "load_before", "seconds", "command"):
+            if before.get(key):
+                report[key] = before[key]
+        report["regenerated"] = started
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
     table = markdown(report, rows)
     (RESULTS / "latest.md").write_text(table)
     print("\n" + table)
     print(f"written: {RESULTS / 'latest.json'} and {RESULTS / 'latest.md'}")
+    if not args.no_readme:
+        write_readme(table)
+        print(f"written: the generated part of {README}'s Performance section")
     return 1 if any(o.status in ("failed", "stale") for o in outcomes) else 0
 
 
