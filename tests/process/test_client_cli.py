@@ -58,7 +58,7 @@ def test_create_prints_the_key_and_the_same_key_again_is_a_replay(cli: Any, live
 def test_dry_run_estimates_and_creates_nothing(cli: Any, live: Live) -> None:
     ran = _create(cli, live, "--dry-run")
     assert ran.code == 0, ran.err
-    assert ran.out.startswith("dry run: 101 blocks (0 already covered)")
+    assert ran.out.startswith("dry run: 101 blocks (0 already covered, 0 from the log cache)")
     assert "Idempotency-Key" not in ran.err
     history = live.http("GET", f"/v1/subscriptions/{live.subscription_id}/backfills")
     assert history["items"] == []
