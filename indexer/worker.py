@@ -24,6 +24,8 @@ from prometheus_client import start_http_server
 
 from indexer import sessions
 from indexer.db import queries
+from indexer.db.pool import connect
+from indexer.errors import DatabaseUnavailable
 from indexer.settings import Settings
 from indexer.webhooks.dispatcher import delivering
 from indexer.window.run import run_window
@@ -58,21 +60,26 @@ async def maintenance(pool: asyncpg.Pool, log_cache_days: float = 30.0) -> None:
         log.info("log_cache_fragments_forgotten", count=dropped)
 
 
-async def window_job(pool: asyncpg.Pool, settings: Settings, chain_id: int, worker: str) -> None:
+async def window_job(
+    pool: asyncpg.Pool, settings: Settings, chain_id: int, worker: str, *, follow: bool = False
+) -> None:
     """One window for one chain; a failure is logged and the next tick tries again."""
     try:
-        await run_window(pool, settings, chain_id, worker)
+        await run_window(pool, settings, chain_id, worker, follow=follow)
     except Exception:
         log.exception("window_failed", chain_id=chain_id, worker=worker)
 
 
 class ChainWindows:
-    """The tick of each chain starts its window as a task and returns at once.
+    """Starts each chain's windows as tasks, one at a time per chain.
 
-    A window longer than a tick is normal under load: the ticks that find the
-    chain's window still running leave it be (no warning per skipped tick; the
-    window records itself in `window_finished`), and the next tick after it ends
-    starts the next one. APScheduler still owns the clock.
+    The scheduler's tick starts a window (a new tick's budget). A request that
+    becomes runnable wakes the chain (`wake`, from the database's NOTIFY): a window
+    starts at once, following the tick's last one on what its budget has left. A
+    tick or a wake that finds the chain's window running is remembered: when that
+    window ends, the next one starts at once (a new tick if the window outlasted
+    its own, else a follower in the same tick), with no warning per skipped tick.
+    APScheduler still owns the clock.
     """
 
     def __init__(self, pool: asyncpg.Pool, settings: Settings, worker: str) -> None:
@@ -80,14 +87,30 @@ class ChainWindows:
         self.settings = settings
         self.worker = worker
         self.running: dict[int, asyncio.Task[None]] = {}
+        self.again: set[int] = set()
 
     async def tick(self, chain_id: int) -> None:
+        self._start(chain_id, follow=False)
+
+    def wake(self, chain_id: int) -> None:
+        """A request on this chain can run: start a window now if the tick allows."""
+        if chain_id in self.settings.chains:
+            self._start(chain_id, follow=True)
+
+    def _start(self, chain_id: int, *, follow: bool) -> None:
         task = self.running.get(chain_id)
         if task is not None and not task.done():
+            self.again.add(chain_id)
             return
         self.running[chain_id] = asyncio.create_task(
-            window_job(self.pool, self.settings, chain_id, self.worker), name=f"window:{chain_id}"
+            self._windows(chain_id, follow), name=f"window:{chain_id}"
         )
+
+    async def _windows(self, chain_id: int, follow: bool) -> None:
+        await window_job(self.pool, self.settings, chain_id, self.worker, follow=follow)
+        while chain_id in self.again:
+            self.again.discard(chain_id)
+            await window_job(self.pool, self.settings, chain_id, self.worker, follow=True)
 
     async def stop(self) -> None:
         """Cancel windows in flight (a commit is one transaction: nothing half-written)."""
@@ -95,6 +118,41 @@ class ChainWindows:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+REQUESTS_CHANNEL = "logfill_requests"  # NOTIFY'd by migrations/0014_window_wakeup.sql
+
+
+async def listen_for_requests(
+    database_url: str, windows: ChainWindows, *, retry_seconds: float = 5.0
+) -> None:
+    """Wake a chain's windows when one of its requests becomes runnable.
+
+    One connection of its own LISTENs (a pooled one would be handed to others). If
+    it is lost, windows still run on every tick; it reconnects after `retry_seconds`.
+    """
+
+    def on_notify(_conn: object, _pid: int, _channel: str, payload: object) -> None:
+        if isinstance(payload, str) and payload.isdigit():
+            windows.wake(int(payload))
+
+    while True:
+        try:
+            conn = await connect(database_url)
+        except DatabaseUnavailable as exc:
+            log.warning("listen_unavailable", error=str(exc), retry_seconds=retry_seconds)
+            await asyncio.sleep(retry_seconds)
+            continue
+        lost = asyncio.Event()
+        conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
+        try:
+            await conn.add_listener(REQUESTS_CHANNEL, on_notify)
+            log.info("listening_for_requests", channel=REQUESTS_CHANNEL)
+            await lost.wait()
+            log.warning("listen_lost", retry_seconds=retry_seconds)
+        finally:
+            await conn.close()
+        await asyncio.sleep(retry_seconds)
 
 
 def build_scheduler(
@@ -154,13 +212,24 @@ def serve_worker_metrics(settings: Settings) -> bool:
 
 
 async def run_worker(
-    settings: Settings, pool: asyncpg.Pool, stop: asyncio.Event, *, serve_metrics: bool = True
+    settings: Settings,
+    pool: asyncpg.Pool,
+    stop: asyncio.Event,
+    *,
+    serve_metrics: bool = True,
+    database_url: str | None = None,
 ) -> None:
-    """Run the scheduler until `stop` is set, then shut it down."""
+    """Run the scheduler until `stop` is set, then shut it down. With `database_url`,
+    a request queued, resumed or topped up starts its chain's window at once."""
     windows = ChainWindows(pool, settings, settings.worker_name or worker_name())
     scheduler = build_scheduler(settings, pool, windows=windows)
     if serve_metrics and settings.worker_metrics_port:
         serve_worker_metrics(settings)
+    listening = (
+        asyncio.create_task(listen_for_requests(database_url, windows), name="listen")
+        if database_url and settings.chains
+        else None
+    )
     async with delivering(settings, pool):
         scheduler.start()
         log.info(
@@ -172,5 +241,8 @@ async def run_worker(
             await stop.wait()
         finally:
             scheduler.shutdown(wait=False)
+            if listening is not None:
+                listening.cancel()
+                await asyncio.gather(listening, return_exceptions=True)
             await windows.stop()
     log.info("worker_stopped", worker=settings.worker_name or worker_name())

@@ -66,7 +66,7 @@ async def serve(settings: Settings, url: str, *, api: bool, worker: bool) -> Non
         if api:
             runner = await _start_api(settings, pool)
         if worker:
-            await run_worker(settings, pool, stop, serve_metrics=not api)
+            await run_worker(settings, pool, stop, serve_metrics=not api, database_url=url)
         else:
             await stop.wait()
     finally:

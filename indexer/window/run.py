@@ -1,6 +1,7 @@
 """One backfill window for one chain: docs/architecture.md's "One window", step by step.
 
-take the lease -> read heads -> refresh the runnable requests -> plan slices
+take the lease -> read heads (a window following another within its tick uses
+the heads that one read) -> refresh the runnable requests -> plan slices
 (fair share, batching) -> scan each slice with merged filters -> commit each
 answered chunk in ONE transaction (logs, matches, credits, outbox, cursors,
 coverage) -> record the window. No RPC call happens while a transaction is open.
@@ -23,7 +24,7 @@ import structlog
 
 from indexer import intervals
 from indexer.chain.budget import BudgetExhausted, WindowBudget
-from indexer.chain.client import RpcClient
+from indexer.chain.client import Heads, RpcClient
 from indexer.chain.errors import FatalRpcError, RpcError
 from indexer.chain.filters import Matcher, merge_filters, subscription_filter
 from indexer.chain.scanner import LogChunk, LogScanner
@@ -38,7 +39,9 @@ from indexer.store.commit import CommitResult, LeaseLost, commit_chunk, create_s
 from indexer.window import metrics
 from indexer.window.cache import LogCache, read_cached_chunk
 from indexer.window.chain_state import (
+    Lease,
     end_lease,
+    follow_lease,
     load_adaptive_range,
     renew_lease,
     save_heads,
@@ -93,18 +96,25 @@ class WindowReport:
 
 
 async def run_window(
-    pool: asyncpg.Pool, settings: Settings, chain_id: int, worker: str
+    pool: asyncpg.Pool, settings: Settings, chain_id: int, worker: str, *, follow: bool = False
 ) -> WindowReport | None:
-    """Run this chain's window if this worker gets the lease; None if another has it."""
+    """Run this chain's window if this worker gets the lease; None if another has it.
+
+    With `follow` (a request became runnable), a window may also follow the chain's
+    last one within the same tick, on what the tick's budget has left.
+    """
     chain = settings.chains[chain_id]
     async with pool.acquire() as conn:
-        if not await take_lease(conn, chain_id, worker, chain):
+        lease = await take_lease(conn, chain_id, worker, chain)
+        if lease is None and follow:
+            lease = await follow_lease(conn, chain_id, worker, chain)
+        if lease is None:
             return None
         await queries.execute(conn, "close_abandoned_windows", chain_id=chain_id)
         window_id: int = await queries.fetchval(
-            conn, "open_window", chain_id=chain_id, worker=worker, budget_cu=chain.window_budget_cu
+            conn, "open_window", chain_id=chain_id, worker=worker, budget_cu=lease.budget_cu
         )
-        window = Window(conn, settings, chain_id, chain, worker, window_id)
+        window = Window(conn, settings, chain_id, chain, worker, window_id, lease)
         began = time.monotonic()
         try:
             async with RpcClient.open(chain) as client:
@@ -117,7 +127,7 @@ async def run_window(
         finally:
             duration = time.monotonic() - began
             await window.record(finished=True, duration_s=duration)
-            await end_lease(conn, chain_id, worker, chain)
+            await end_lease(conn, chain_id, worker, chain, window.budget.spent_cu)
             report = window.report(duration)
             _observe(report)
     return report
@@ -156,6 +166,7 @@ class Window:
         chain: ChainSettings,
         worker: str,
         window_id: int,
+        lease: Lease | None = None,
     ) -> None:
         self.conn = conn
         self.settings = settings
@@ -163,7 +174,9 @@ class Window:
         self.chain = chain
         self.worker = worker
         self.window_id = window_id
-        self.budget = WindowBudget(chain.window_budget_cu)
+        lease = lease or Lease(chain.window_budget_cu)
+        self.budget = WindowBudget(lease.budget_cu)
+        self.known_heads = lease.heads
         self.stats = WindowStats()
         self.requests: dict[uuid.UUID, RequestState] = {}
         self.redeliver: set[uuid.UUID] = set()
@@ -186,20 +199,10 @@ class Window:
     # -- the window -------------------------------------------------------------------
 
     async def run(self, client: RpcClient) -> None:
-        try:
-            heads = await client.read_heads(self.budget)
-        except (RpcError, BudgetExhausted) as exc:
-            self.stats.errors += 1
-            self.stats.error = f"reading the head: {exc}"
-            await queries.execute(
-                self.conn,
-                "record_chain_transient_error",
-                chain_id=self.chain_id,
-                error=self.stats.error,
-            )
+        heads = self.known_heads or await self.read_heads(client)
+        if heads is None:
             return
         self.stats.head, self.stats.safe_head = heads.head, heads.safe_head
-        await save_heads(self.conn, self.chain_id, heads)
         await self.load_requests()
         if heads.safe_head is not None and self.requests:
             ranges = await load_adaptive_range(self.conn, self.chain_id, self.chain)
@@ -211,6 +214,24 @@ class Window:
         )
         await self.update_estimates()
         await self.update_queue_depth()
+
+    async def read_heads(self, client: RpcClient) -> Heads | None:
+        """The chain's head and safe head, saved for the API and the tick's other
+        windows; None (recorded as the chain's transient trouble) if unreachable."""
+        try:
+            heads = await client.read_heads(self.budget)
+        except (RpcError, BudgetExhausted) as exc:
+            self.stats.errors += 1
+            self.stats.error = f"reading the head: {exc}"
+            await queries.execute(
+                self.conn,
+                "record_chain_transient_error",
+                chain_id=self.chain_id,
+                error=self.stats.error,
+            )
+            return None
+        await save_heads(self.conn, self.chain_id, heads)
+        return heads
 
     async def load_requests(self) -> None:
         await create_staging_tables(self.conn)

@@ -344,12 +344,16 @@ class WindowRow:
     finished_at: datetime | None
     new_matches: int
     duplicate_matches: int
+    tick_started_at: datetime
+    cu_spent: int
+    budget_cu: int
 
 
 async def windows_of_chain(conn: asyncpg.Connection) -> list[WindowRow]:
     rows = await conn.fetch(
         """
-        SELECT id, worker, started_at, finished_at, new_matches, duplicate_matches
+        SELECT id, worker, started_at, finished_at, new_matches, duplicate_matches,
+               tick_started_at, cu_spent, budget_cu
         FROM windows WHERE chain_id = $1 ORDER BY started_at, id
         """,
         CHAIN_ID,
@@ -357,19 +361,24 @@ async def windows_of_chain(conn: asyncpg.Connection) -> list[WindowRow]:
     return [WindowRow(**dict(row)) for row in rows]
 
 
-def assert_one_window_per_tick(windows: list[WindowRow]) -> None:
-    """Windows never overlap, and two window starts are (about) a tick apart at least."""
+def assert_one_budget_per_tick(windows: list[WindowRow], budget_cu: int) -> None:
+    """Windows never overlap; ticks start (about) a tick apart at least; and the windows
+    started in one tick spend at most one window budget between them."""
     for before, after in itertools.pairwise(windows):
         assert before.finished_at is not None, f"window {before.id} never finished"
         assert after.started_at >= before.finished_at, (
             f"window {after.id} ({after.worker}) started before window {before.id} "
             f"({before.worker}) finished"
         )
-        gap = (after.started_at - before.started_at).total_seconds()
-        assert gap >= 0.8 * TICK, (
-            f"windows {before.id} ({before.worker}) and {after.id} ({after.worker}) "
-            f"started {gap:.3f} s apart, less than a tick ({TICK} s)"
-        )
+    ticks: dict[datetime, list[WindowRow]] = {}
+    for window in windows:
+        ticks.setdefault(window.tick_started_at, []).append(window)
+    for before_tick, after_tick in itertools.pairwise(sorted(ticks)):
+        gap = (after_tick - before_tick).total_seconds()
+        assert gap >= 0.8 * TICK, f"ticks started {gap:.3f} s apart, less than a tick ({TICK} s)"
+    for tick_start, in_tick in ticks.items():
+        spent = sum(w.cu_spent for w in in_tick)
+        assert spent <= budget_cu, f"the tick of {tick_start} spent {spent} CU of {budget_cu}"
 
 
 async def test_two_workers_on_one_database_run_each_tick_window_in_exactly_one_process(
@@ -391,7 +400,7 @@ async def test_two_workers_on_one_database_run_each_tick_window_in_exactly_one_p
     assert running >= 3, f"the first window came only after {6 - running:.1f} s"
     assert len(together) >= running / TICK * 0.6, f"only {len(together)} windows in {running:.1f} s"
     assert {w.worker for w in together} <= {first.name, second.name}
-    assert_one_window_per_tick([w for w in together if w.finished_at is not None])
+    assert_one_budget_per_tick([w for w in together if w.finished_at is not None], 130)
     assert not await all_terminal(conn, backfill)
 
     # Kill whichever leads now: the other one takes the chain over once the lease runs out.
@@ -433,7 +442,7 @@ async def test_two_workers_on_one_database_run_each_tick_window_in_exactly_one_p
     after_kill = [w for w in windows if w.started_at > killed_at]
     assert after_kill and {w.worker for w in after_kill} == {survivor.name}
     assert all(w.finished_at is not None for w in after_kill[:-1])
-    assert_one_window_per_tick([w for w in after_kill if w.finished_at is not None])
+    assert_one_budget_per_tick([w for w in after_kill if w.finished_at is not None], 130)
 
     # No window ever scanned what another one had stored: nothing was found twice.
     assert sum(w.duplicate_matches for w in windows) == 0
@@ -460,6 +469,108 @@ async def test_one_worker_runs_a_window_on_every_tick_while_work_is_runnable(
     running = (await conn.fetchval("SELECT now()") - windows[0].started_at).total_seconds()
     ticks = running / TICK
     assert len(windows) >= 0.85 * ticks, f"{len(windows)} windows in {ticks:.1f} ticks"
-    assert_one_window_per_tick([w for w in windows if w.finished_at is not None])
+    assert_one_budget_per_tick([w for w in windows if w.finished_at is not None], 130)
     assert not await all_terminal(conn, backfill)
     assert "skipped" not in only.output()
+
+
+# --------------------------------------------------------------------------- wake-ups
+
+
+async def listening(worker: Any, workers: Workers, conn: asyncpg.Connection) -> None:
+    """The worker has had its first window and LISTENs for runnable requests."""
+
+    async def ready() -> bool:
+        return "listening_for_requests" in worker.output() and bool(await windows_of_chain(conn))
+
+    await eventually(ready, timeout=30, what="the worker listens", workers=workers)
+
+
+async def test_a_request_queued_while_the_worker_idles_starts_at_once_not_at_the_next_tick(
+    fresh_anvil: AnvilNode, conn: asyncpg.Connection, workers: Workers
+) -> None:
+    """With a minute between ticks, a request queued (and one topped up after running out
+    of credits) starts within seconds: the database wakes the worker, and the window it
+    runs follows the tick's first one on what that tick's budget has left."""
+    on = fill_two_emitters(fresh_anvil.url, 100, segments=1)  # 200 logs over 40 blocks
+    configure_chain(workers, on.url, tick_seconds=60)
+    only = workers.start()
+    await listening(only, workers, conn)
+
+    backfill = await queue_backfill(conn, on)
+    await eventually(
+        lambda: all_terminal(conn, backfill), timeout=15, what="the backfill", workers=workers
+    )
+    waited = await conn.fetchval(
+        "SELECT max(started_at - created_at) FROM backfill_requests WHERE id = ANY($1::uuid[])",
+        list(backfill.requests.values()),
+    )
+    assert waited.total_seconds() < 5, f"started {waited} after it was queued"
+    contracts = (await outcome(conn, backfill))["contracts"].values()
+    assert [c["request"]["matches"] for c in contracts] == [100, 100]
+
+    # Credits run out half-way; a top-up lets the request go on at once.
+    workspace = await make_workspace(conn, credits=50)
+    subscription = await create_subscription(
+        conn, workspace, chain_id=CHAIN_ID, addresses=[on.contracts[0]], webhook_url=WEBHOOK
+    )
+    short = await create_backfill(conn, subscription, on.low, on.high)
+
+    async def status_is(wanted: str) -> bool:
+        status = await conn.fetchval("SELECT status FROM backfill_requests WHERE id = $1", short)
+        return bool(status == wanted)
+
+    await eventually(
+        lambda: status_is("paused_credits"),
+        timeout=15,
+        what="the pause for credits",
+        workers=workers,
+    )
+    await conn.execute("UPDATE workspaces SET credits = credits + 100 WHERE id = $1", workspace)
+
+    await eventually(
+        lambda: status_is("completed"), timeout=10, what="the topped-up request", workers=workers
+    )
+    windows = await windows_of_chain(conn)
+    assert len({w.tick_started_at for w in windows}) == 1, "all in the first tick"
+    assert_one_budget_per_tick(windows, 12_000)
+    assert sum(w.cu_spent for w in windows) == 10 + 60 * len(
+        [w for w in windows if w.cu_spent > 10]
+    )
+
+
+async def test_two_workers_woken_by_a_stream_of_requests_share_each_tick_budget(
+    fresh_anvil: AnvilNode, conn: asyncpg.Connection, workers: Workers
+) -> None:
+    """Both workers are woken by every request queued; one runs each window, windows do
+    not overlap, and a tick's windows together stay within one budget."""
+    on = fill_two_emitters(fresh_anvil.url, 250, segments=1)  # 500 logs over 100 blocks
+    budget = 490  # the head and eight 5-block calls a tick
+    configure_chain(workers, on.url, max_block_range=5, window_budget_cu=budget)
+    first, second = workers.start(), workers.start()
+    await listening(first, workers, conn)
+    await listening(second, workers, conn)
+
+    workspace = await make_workspace(conn, credits=CREDITS)
+    requests = []
+    for k in range(12):
+        address = on.contracts[k % 2]
+        subscription = await create_subscription(
+            conn, workspace, chain_id=CHAIN_ID, addresses=[address], webhook_url=WEBHOOK
+        )
+        low = on.low + 5 * k
+        requests.append(await create_backfill(conn, subscription, low, low + 14))
+        await asyncio.sleep(TICK / 3)
+
+    async def done() -> bool:
+        statuses = await conn.fetch(
+            "SELECT status FROM backfill_requests WHERE id = ANY($1::uuid[])", requests
+        )
+        return all(row["status"] in TERMINAL for row in statuses)
+
+    await eventually(done, timeout=30, what="every request", workers=workers)
+    windows = [w for w in await windows_of_chain(conn) if w.finished_at is not None]
+    assert_one_budget_per_tick(windows, budget)
+    ticks = Counter(w.tick_started_at for w in windows)
+    assert max(ticks.values()) >= 2, "no window ever followed another within its tick"
+    assert sum(w.duplicate_matches for w in windows) == 0

@@ -1,6 +1,8 @@
 """The worker's clock: APScheduler ticks each chain; a tick starts a window unless the
 chain's previous window still runs. A window longer than a tick is normal under load:
-it must not overlap the next one, nor produce a warning per tick it outlasts."""
+it must not overlap the next one, nor produce a warning per tick it outlasts, and the
+next starts as soon as it ends. A wake-up (a request became runnable) starts a window
+at once, or right after the one running."""
 
 from __future__ import annotations
 
@@ -27,10 +29,12 @@ class SlowWindows:
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self.spans: list[tuple[float, float]] = []
+        self.follows: list[bool] = []
 
-    async def __call__(self, *_: Any) -> None:
+    async def __call__(self, *_: Any, follow: bool = False) -> None:
         loop = asyncio.get_running_loop()
         started = loop.time()
+        self.follows.append(follow)
         await asyncio.sleep(self.seconds)
         self.spans.append((started, loop.time()))
 
@@ -57,7 +61,7 @@ async def test_a_window_longer_than_a_tick_is_not_overlapped_nor_warned_about(
     assert len(slow.spans) >= 2
     for (_, before_end), (after_start, _) in zip(slow.spans, slow.spans[1:], strict=False):
         assert after_start >= before_end  # one window of a chain at a time
-        assert after_start - before_end <= TICK * 1.5  # and the next at the next tick
+        assert after_start - before_end <= TICK / 2  # and the next as soon as it ends
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert warnings == [], [r.getMessage() for r in warnings]
 
@@ -78,3 +82,22 @@ async def test_stopping_cancels_a_window_in_flight(monkeypatch: pytest.MonkeyPat
     task = windows.running[1]
     await windows.stop()
     assert task.cancelled() and endless.spans == []
+
+
+async def test_a_wake_up_starts_a_window_at_once_and_wakes_meanwhile_make_one_more(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    slow = SlowWindows(seconds=TICK)
+    monkeypatch.setattr(worker, "run_window", slow)
+    windows = worker.ChainWindows(pool=None, settings=settings(), worker="w")  # type: ignore[arg-type]
+    windows.wake(1)
+    windows.wake(2)  # a chain this worker does not serve: nothing
+    await asyncio.sleep(TICK / 10)
+    assert slow.follows == [True]  # at once, as a follower of the tick
+    for _ in range(5):
+        windows.wake(1)  # while it runs: remembered once
+    await asyncio.sleep(3 * TICK)
+    assert slow.follows == [True, True] and len(slow.spans) == 2
+    (_, first_end), (second_start, _) = slow.spans
+    assert second_start - first_end < TICK / 2
+    await windows.stop()

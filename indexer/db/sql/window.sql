@@ -8,13 +8,16 @@
 -- run out). Not a whole tick: the last window's start was stamped a few ms after its
 -- tick fired, so the next tick would look early by those ms and lose its window
 -- (windows ran every other tick); a scheduler still fires once per tick. The lease
--- runs `$3` seconds and is renewed on each commit.
+-- runs `$3` seconds and is renewed on each commit. A new tick: its windows have
+-- spent nothing yet.
 INSERT INTO chain_state (chain_id, leader, lease_expires_at, window_started_at, updated_at)
 VALUES ($1, $2, now() + make_interval(secs => $3), now(), now())
 ON CONFLICT (chain_id) DO UPDATE
 SET leader = EXCLUDED.leader,
     lease_expires_at = EXCLUDED.lease_expires_at,
     window_started_at = now(),
+    window_ended_at = NULL,
+    tick_spent_cu = 0,
     updated_at = now()
 WHERE chain_state.leader IS NULL
    OR (chain_state.leader = EXCLUDED.leader
@@ -31,10 +34,34 @@ SET lease_expires_at = greatest(lease_expires_at, now() + make_interval(secs => 
 WHERE chain_id = $1 AND leader = $2
 RETURNING 1;
 
--- end_window_lease(chain_id, worker, tick_seconds) --
--- Keep the chain until a tick after the window started: one window per tick.
+-- follow_window_lease(chain_id, worker, lease_seconds, tick_seconds, budget_cu, min_cu) --
+-- A window that follows the chain's last one within the same tick (a request became
+-- runnable meanwhile), once that one has ended: it may spend what the tick's budget
+-- `$5` has left, if that is at least `$6`. The tick keeps its start, so the next
+-- tick's window comes when it would have. Returns the CU the window may spend, and
+-- the heads the tick's first window read if they are this tick's.
 UPDATE chain_state
-SET lease_expires_at = window_started_at + make_interval(secs => $3), updated_at = now()
+SET leader = $2,
+    lease_expires_at = now() + make_interval(secs => $3),
+    window_ended_at = NULL,
+    updated_at = now()
+WHERE chain_id = $1
+  AND window_ended_at IS NOT NULL
+  AND window_started_at + make_interval(secs => $4 * 0.9) > now()
+  AND $5 - tick_spent_cu >= $6
+RETURNING $5 - tick_spent_cu AS budget_cu,
+          head_updated_at >= window_started_at AS heads_fresh,
+          head,
+          safe_head;
+
+-- end_window_lease(chain_id, worker, tick_seconds, spent_cu) --
+-- Keep the chain until a tick after the tick's first window started (one tick's
+-- budget for the windows started in it), and count what this window spent.
+UPDATE chain_state
+SET lease_expires_at = window_started_at + make_interval(secs => $3),
+    window_ended_at = now(),
+    tick_spent_cu = tick_spent_cu + $4,
+    updated_at = now()
 WHERE chain_id = $1 AND leader = $2;
 
 -- save_heads(chain_id, head, safe_head) --
@@ -65,8 +92,11 @@ SET finished_at = now(), error = coalesce(error, 'worker lost before the window 
 WHERE chain_id = $1 AND finished_at IS NULL;
 
 -- open_window(chain_id, worker, budget_cu) --
--- The audit row of a window, filled in as it goes.
-INSERT INTO windows (chain_id, worker, budget_cu) VALUES ($1, $2, $3) RETURNING id;
+-- The audit row of a window, filled in as it goes, with the start of the tick whose
+-- budget it spends (its own start, or its tick's first window's).
+INSERT INTO windows (chain_id, worker, budget_cu, tick_started_at)
+SELECT $1, $2, $3, window_started_at FROM chain_state WHERE chain_id = $1
+RETURNING id;
 
 -- record_window(window_id, cu_spent, calls, errors, requests_served, new_matches, duplicate_matches, credits_charged, logs_fetched, head, safe_head, error, finished_at, duration_ms) --
 -- The window's figures so far (each commit and the end of the window).
