@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -83,25 +83,34 @@ class LogScanner:
         cost = len(call_filters) * self.client.chain.cu_cost("eth_getLogs")
         in_flight: deque[tuple[tuple[int, int], asyncio.Task[list[Log]]]] = deque()
         cursor = low if order == "asc" else high
+
+        def refill() -> None:
+            nonlocal cursor
+            while (
+                len(in_flight) < self.client.chain.max_calls_in_flight
+                and low <= cursor <= high
+                and budget.remaining_cu - cost * len(in_flight) >= cost
+                and self._room_for_another([c for c, _ in in_flight])
+            ):
+                span = self.ranges.span_for(self.client.chain.max_logs_in_flight)
+                chunk = next_chunk(cursor, span, low=low, high=high, order=order)
+                task = asyncio.create_task(self._fetch(call_filters, chunk, budget))
+                in_flight.append((chunk, task))
+                cursor = after_chunk(chunk, order=order)
+
         try:
             while True:
-                while (
-                    len(in_flight) < self.client.chain.max_calls_in_flight
-                    and low <= cursor <= high
-                    and budget.remaining_cu - cost * len(in_flight) >= cost
-                    and self._room_for_another([c for c, _ in in_flight])
-                ):
-                    span = self.ranges.span_for(self.client.chain.max_logs_in_flight)
-                    chunk = next_chunk(cursor, span, low=low, high=high, order=order)
-                    task = asyncio.create_task(self._fetch(call_filters, chunk, budget))
-                    in_flight.append((chunk, task))
-                    cursor = after_chunk(chunk, order=order)
+                refill()
                 if not in_flight:
                     if low <= cursor <= high:
                         raise BudgetExhausted(f"no budget left to scan from block {cursor}")
                     return
                 chunk, task = in_flight.popleft()
-                async for done in self._settle(call_filters, chunk, task, budget, order):
+                # Once this answer is in, the next calls go out before it is handed on:
+                # the provider works while it is matched and committed.
+                async for done in self._settle(
+                    call_filters, chunk, task, budget, order, answered=refill
+                ):
                     yield done
         finally:
             for _, pending in in_flight:
@@ -145,6 +154,7 @@ class LogScanner:
         task: asyncio.Task[list[Log]],
         budget: WindowBudget,
         order: Order,
+        answered: Callable[[], None] = lambda: None,
     ) -> AsyncIterator[LogChunk]:
         try:
             logs = await task
@@ -154,6 +164,7 @@ class LogScanner:
             return
         self.ranges.record_success()
         self.ranges.record_density(chunk[1] - chunk[0] + 1, len(logs))
+        answered()
         yield LogChunk(chunk[0], chunk[1], logs)
 
     async def _split(

@@ -330,6 +330,7 @@ class Window:
                             return  # everyone this slice served paused, finished or cancelled
                         if plan is not None:
                             committing = asyncio.create_task(self.commit(plan, matcher))
+                            await asyncio.sleep(0)  # its first statement goes out first
             finally:
                 if committing is not None:
                     await committing  # the chunk was answered: its commit still counts
