@@ -322,7 +322,11 @@ class DryRunResult(BaseModel):
         "this filter: read from the database, at no CU."
     )
     estimated_calls: int
-    estimated_cu: int
+    estimated_cu: int = Field(
+        description="At most what the request will spend: its eth_getLogs calls and a head "
+        "read per window. A window that follows another within its tick (a request "
+        "started as soon as it was queued) uses the heads that tick read, at no CU."
+    )
     estimated_windows: int
     estimated_start_at: datetime
     estimated_finish_at: datetime

@@ -16,6 +16,7 @@ its CPU counts against the server's.
 
 Run: .venv/bin/python -m bench.api_load [--seconds 10] [--concurrency 32] [--clients 1]
      [--server postgresql://postgres@127.0.0.1:5432/postgres] [--repeat 2]
+     [--only post_fresh] [--profile server.prof]
 """
 
 from __future__ import annotations
@@ -306,6 +307,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--pool-size", type=int, default=20)
     parser.add_argument("--profile", help="write a cProfile of the server to this file")
+    parser.add_argument(
+        "--only", action="append", choices=tuple(GOALS), help="run only this scenario (repeatable)"
+    )
     opts = parser.parse_args()
 
     name = f"logfill_bench_api_{uuid.uuid4().hex[:10]}"
@@ -321,15 +325,16 @@ def main() -> None:
         LOGFILL_DB_POOL_MIN_SIZE=str(opts.pool_size),
         LOGFILL_DB_POOL_MAX_SIZE=str(opts.pool_size),
     )
-    process = subprocess.Popen(
-        [LOGFILL, "api", "--host", "127.0.0.1", "--port", str(port)], env=env
-    )
+    command = [LOGFILL, "api", "--host", "127.0.0.1", "--port", str(port)]
+    if opts.profile:  # written when the server stops on SIGTERM (it exits normally then)
+        command = [sys.executable, "-m", "cProfile", "-o", opts.profile, *command]
+    process = subprocess.Popen(command, env=env)
     results: list[Result] = []
     try:
         asyncio.run(wait_ready(base, process))
         seed = asyncio.run(_seed(database_url, base))
         for run in range(opts.repeat):
-            for scenario in GOALS:
+            for scenario in opts.only or GOALS:
                 drive = run_wrk if opts.tool == "wrk" else run_scenario
                 results.append(drive(base, scenario, seed, opts, run))
                 print(asdict(results[-1]), flush=True)

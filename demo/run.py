@@ -133,7 +133,7 @@ def print_summary(console: Console, summary: Summary) -> None:
          "= transfers" if summary.matches_stored == summary.transfers_on_chain else "MISMATCH"),
         ("credits charged", f"{summary.credits_charged:,}",
          f"balance {summary.credits_before:,} -> {summary.credits_after:,}"),
-        ("CU spent", f"{summary.cu_spent:,}", f"dry-run estimate {summary.cu_estimated:,}"),
+        ("CU spent", f"{summary.cu_spent:,}", f"estimate {summary.cu_estimated:,} (at most)"),
         ("windows", f"{summary.windows}", "1 s tick, at most 250 CU each"),
         ("webhook deliveries", f"{summary.webhook_deliveries}",
          f"{summary.webhook_verified} signatures verified, {summary.webhook_rejected} rejected"),

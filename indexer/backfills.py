@@ -25,7 +25,13 @@ from indexer.domain import FINISHED, BackfillStatus, Order
 from indexer.errors import NotFound
 from indexer.intervals import Blocks
 from indexer.pagination import decode_cursor, encode_cursor
-from indexer.refusals import Conflict, FieldError, InvalidFields, NotPermitted
+from indexer.refusals import (
+    Conflict,
+    FieldError,
+    IdempotencyKeyInFlight,
+    InvalidFields,
+    NotPermitted,
+)
 from indexer.settings import ChainSettings
 from indexer.subscriptions import require_subscription
 from indexer.window.eta import calls_for, estimate_behind, estimate_request
@@ -41,7 +47,8 @@ ALLOWED_FROM: Mapping[str, str] = {
 
 # Requests queued since the chain's window last counted its queue that accepting a
 # request still adds up one by one (more only while no worker runs; then no estimate
-# holds anyway). Bounds what a POST costs, whatever the queue's length.
+# holds anyway). Bounds what a POST costs, whatever the queue's length. The LIMIT of
+# `backfill_context` (sql/backfills.sql), a constant there so that its plan is cached.
 RECENT_QUEUE_LIMIT = 200
 
 
@@ -132,17 +139,33 @@ async def load_context(
     conn: Connection, workspace_id: uuid.UUID, subscription_id: uuid.UUID, key: str | None
 ) -> asyncpg.Record:
     """What accepting a request depends on (unchecked), and with an Idempotency-Key
-    the key's lock and stored response (`idempotency.run_once` reads those columns)."""
+    the key's record, trying its lock (`idempotency.stored_response` reads those
+    columns): one round trip, in a transaction or on its own."""
     row: asyncpg.Record | None = await queries.fetchrow(
         conn,
         "backfill_context",
         workspace_id=workspace_id,
         subscription_id=subscription_id,
-        recent_limit=RECENT_QUEUE_LIMIT,
         key=key,
     )
     assert row is not None, "an authenticated workspace exists"
     return row
+
+
+def check_context(
+    ctx: asyncpg.Record, spec: BackfillSpec, chains: Mapping[int, Any]
+) -> asyncpg.Record:
+    """The plan, subscription and chain a request depends on, checked in the order
+    a client fixes them: plan (403), subscription (404), stored events (409), chain."""
+    require_rules(backfill_enabled=ctx["backfill_enabled"], stored_events=True)
+    if ctx["subscription_id"] is None:
+        raise NotFound(f"subscription {spec.subscription_id} not found")
+    require_rules(backfill_enabled=True, stored_events=ctx["stored_events"])
+    if ctx["chain_id"] not in chains:
+        raise InvalidFields.one(
+            "/subscription_id", f"the subscription's chain {ctx['chain_id']} is not served here"
+        )
+    return ctx
 
 
 async def _context(
@@ -152,22 +175,11 @@ async def _context(
     chains: Mapping[int, Any],
     loaded: asyncpg.Record | None = None,
 ) -> asyncpg.Record:
-    """The plan, subscription and chain a request depends on, checked in the order
-    a client fixes them: plan (403), subscription (404), stored events (409), chain."""
     row = loaded or await load_context(conn, workspace_id, spec.subscription_id, None)
-    require_rules(backfill_enabled=row["backfill_enabled"], stored_events=True)
-    if row["subscription_id"] is None:
-        raise NotFound(f"subscription {spec.subscription_id} not found")
-    require_rules(backfill_enabled=True, stored_events=row["stored_events"])
-    if row["chain_id"] not in chains:
-        raise InvalidFields.one(
-            "/subscription_id", f"the subscription's chain {row['chain_id']} is not served here"
-        )
-    return row
+    return check_context(row, spec, chains)
 
 
-async def _estimate(
-    conn: Connection,
+def _estimate(
     ctx: asyncpg.Record,
     spec: BackfillSpec,
     chains: Mapping[int, ChainSettings],
@@ -229,6 +241,100 @@ def cached_blocks(ctx: asyncpg.Record) -> Blocks:
     return covered_blocks(pieces, stored)
 
 
+def _jsonb_order(labels: Mapping[str, str]) -> dict[str, str]:
+    """Labels in the order jsonb keeps an object's keys (shorter first, then by their
+    UTF-8 bytes), as a request read back from the database shows them."""
+    return dict(sorted(labels.items(), key=lambda item: (len(b := item[0].encode()), b)))
+
+
+def new_backfill(
+    workspace_id: uuid.UUID,
+    spec: BackfillSpec,
+    chains: Mapping[int, ChainSettings],
+    ctx: asyncpg.Record,
+    *,
+    now: datetime,
+) -> dict[str, Any]:
+    """The request accepting `spec` creates, checked (403, 404, 409, 422) and estimated:
+    every column `get_backfill` reads back once `insert_backfill` stored it, so the
+    answer is known without reading it back. Its `created_at` is the database's clock
+    when `ctx` was read (`backfill_context`'s `now`); `now` is the estimate's clock."""
+    check_context(ctx, spec, chains)
+    low, high, estimate = _estimate(ctx, spec, chains, now)
+    created_at: datetime = ctx["now"]
+    return {
+        "id": uuid.uuid4(),
+        "workspace_id": workspace_id,
+        "subscription_id": spec.subscription_id,
+        "chain_id": ctx["chain_id"],
+        "status": "queued",
+        "from_block": low,
+        "to_block": high,
+        "block_order": spec.order,
+        "cursor": high if spec.order == "desc" else low,
+        "rescan": spec.rescan,
+        "redeliver": spec.redeliver,
+        "labels": _jsonb_order(spec.labels or {}),
+        "blocks_scanned": 0,
+        "matches": 0,
+        "new_matches": 0,
+        "duplicate_matches": 0,
+        "credits_charged": 0,
+        "cu_spent": 0,
+        "windows": 0,
+        "error": None,
+        "estimated_start_at": estimate.estimated_start_at,
+        "estimated_finish_at": estimate.estimated_finish_at,
+        "last_transient_error": None,
+        "last_transient_error_at": None,
+        "blocked_reason": None,
+        "created_at": created_at,
+        "started_at": None,
+        "finished_at": None,
+        "updated_at": created_at,
+        "remaining_blocks": None,
+    }
+
+
+async def insert_backfill(
+    conn: Connection, row: Mapping[str, Any], claim: Mapping[str, Any] | None = None
+) -> None:
+    """Store a `new_backfill`; with `claim` (`idempotency.Claim.columns`) in the same
+    statement as the Idempotency-Key's claim, refused as in flight (409, nothing
+    stored) when the key is taken. The database has the last word on the subscription:
+    one deleted since the context was read is a 404 (its foreign key)."""
+    columns = {
+        name: row[name]
+        for name in (
+            "id",
+            "workspace_id",
+            "subscription_id",
+            "chain_id",
+            "from_block",
+            "to_block",
+            "block_order",
+            "rescan",
+            "redeliver",
+            "labels",
+            "estimated_start_at",
+            "estimated_finish_at",
+            "created_at",
+        )
+    }
+    try:
+        if claim is None:
+            await queries.fetchval(conn, "insert_backfill", **columns)
+            return
+        claimed = await queries.fetchval(conn, "insert_backfill_claiming_key", **columns, **claim)
+    except asyncpg.ForeignKeyViolationError as exc:
+        # Deleted since its context was read: what a POST a moment later would answer.
+        if exc.constraint_name == "backfill_requests_subscription_id_fkey":
+            raise NotFound(f"subscription {row['subscription_id']} not found") from None
+        raise
+    if claimed is None:
+        raise IdempotencyKeyInFlight()
+
+
 async def create_backfill(
     conn: Connection,
     workspace_id: uuid.UUID,
@@ -237,27 +343,12 @@ async def create_backfill(
     *,
     now: datetime | None = None,
     context: asyncpg.Record | None = None,
-) -> asyncpg.Record:
+) -> dict[str, Any]:
     """Queue a request, with its estimated start and finish (call inside the caller's
     transaction with its idempotency claim; `context` if `load_context` was read in it)."""
     ctx = await _context(conn, workspace_id, spec, chains, context)
-    low, high, estimate = await _estimate(conn, ctx, spec, chains, now or datetime.now(UTC))
-    row: asyncpg.Record | None = await queries.fetchrow(
-        conn,
-        "insert_backfill",
-        workspace_id=workspace_id,
-        subscription_id=spec.subscription_id,
-        chain_id=ctx["chain_id"],
-        from_block=low,
-        to_block=high,
-        block_order=spec.order,
-        rescan=spec.rescan,
-        redeliver=spec.redeliver,
-        labels=dict(spec.labels or {}),
-        estimated_start_at=estimate.estimated_start_at,
-        estimated_finish_at=estimate.estimated_finish_at,
-    )
-    assert row is not None
+    row = new_backfill(workspace_id, spec, chains, ctx, now=now or datetime.now(UTC))
+    await insert_backfill(conn, row)
     return row
 
 
@@ -272,7 +363,7 @@ async def dry_run(
 ) -> DryRun:
     """What the request would scan and cost, and when it would run behind the queue."""
     ctx = await _context(conn, workspace_id, spec, chains, context)
-    _, _, estimate = await _estimate(conn, ctx, spec, chains, now)
+    _, _, estimate = _estimate(ctx, spec, chains, now)
     return estimate
 
 

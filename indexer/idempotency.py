@@ -1,15 +1,22 @@
 """Idempotency-Key for POST requests (IETF httpapi draft, Stripe semantics).
 
-A key belongs to a workspace. The first request with a key is handled while
-holding a transaction-scoped advisory lock on (workspace, key), and the key is
-claimed, with the response it got, in the very transaction that creates the
-request: either both exist or neither does. Later requests with the key get
-that response again (same body: replayed; another body: refused). A request
-arriving while the first still holds the lock gets 409 at once rather than
-waiting. Only responses that created something are stored: a refusal (4xx) or
-a dry run leaves the key unused, so the client can fix the problem and retry
-with the same key. Keys expire after `idempotency_ttl_seconds`; an expired key
-counts as unused (deleted and claimed again in the same transaction).
+A key belongs to a workspace. The key is claimed, with the response it got, in
+the very transaction that creates the request: either both exist or neither
+does, and the key's primary key lets one request claim it. Later requests with
+the key get that response again (same body: replayed; another body: refused).
+A request arriving while another transaction holds the key's advisory lock gets
+409 at once rather than waiting, and so does one whose claim finds the key taken
+after all (it raced another request with the key). Only responses that created
+something are stored: a refusal (4xx) or a dry run leaves the key unused, so the
+client can fix the problem and retry with the same key. Keys expire after
+`idempotency_ttl_seconds`; an expired key counts as unused (claimed again, with
+a new lifetime, in the creating transaction).
+
+Two ways to run a request once: `run_once` in a transaction that holds the key's
+advisory lock throughout (the dashboard's form), and `accept_once`, two
+statements and no transaction (the API's POST /v1/backfill, where each round
+trip counts): one reads the key's record, trying the lock, with the handler's
+context; the other creates the request and claims the key (`Claim`).
 """
 
 from __future__ import annotations
@@ -63,6 +70,77 @@ Handle = Callable[[Connection], Awaitable[Outcome]]
 Lookup = Callable[[Connection], Awaitable[Any]]
 
 
+@dataclass(frozen=True)
+class Claim:
+    """A free key, to be claimed with `response` by the statement that creates what
+    the response names (`insert_backfill_claiming_key`); that statement creates
+    nothing, and the request is refused as in flight, if the key is taken by then."""
+
+    key: str
+    fingerprint: bytes
+    ttl_seconds: int
+
+    def columns(self, response: StoredResponse) -> dict[str, Any]:
+        """The claim's parameters of the creating statement."""
+        return {
+            "key": self.key,
+            "fingerprint": self.fingerprint,
+            "response_status": response.status,
+            "response_headers": response.headers,
+            "response_body": response.body,
+            "ttl_seconds": float(self.ttl_seconds),
+        }
+
+
+Create = Callable[[Connection, Claim | None], Awaitable[Outcome]]
+
+
+def stored_response(found: Any, request_fingerprint: bytes) -> StoredResponse | None:
+    """What a key's record (the columns of `lock_and_find_idempotency_key`) answers: the
+    stored response to replay, None when the key is free, or a refusal (another body:
+    422; held by a request still being handled: 409)."""
+    stored = found if found["fingerprint"] is not None else None
+    if stored is not None and not stored["expired"]:
+        if stored["fingerprint"] != request_fingerprint:
+            raise IdempotencyKeyReused(
+                "this Idempotency-Key was already used with another request body; "
+                "use a new key for a new request"
+            )
+        if stored["response_status"] is None:
+            raise IdempotencyKeyInFlight()
+        return _replay(stored)
+    if not found["locked"]:
+        raise IdempotencyKeyInFlight()
+    return None
+
+
+async def accept_once(
+    conn: Connection,
+    key: str | None,
+    request_fingerprint: bytes,
+    *,
+    ttl_seconds: int,
+    lookup: Lookup,
+    handle: Create,
+) -> tuple[StoredResponse, bool]:
+    """Handle a request at most once per key, outside any transaction; returns the
+    response and whether it is a replay.
+
+    `lookup` reads, in one statement, what the handler needs and with a key the key's
+    record as `lock_and_find_idempotency_key` does (its columns, trying the same lock).
+    `handle` gets the `Claim` of a free key (None without a key) and must make it in
+    the statement that creates what it answers, raising `IdempotencyKeyInFlight` when
+    that statement found the key taken; a handler that creates nothing ignores it."""
+    found = await lookup(conn)
+    claim = None
+    if key is not None:
+        stored = stored_response(found, request_fingerprint)
+        if stored is not None:
+            return stored, True
+        claim = Claim(key, request_fingerprint, ttl_seconds)
+    return (await handle(conn, claim)).response, False
+
+
 async def run_once(
     conn: Connection,
     workspace_id: uuid.UUID,
@@ -71,35 +149,20 @@ async def run_once(
     *,
     ttl_seconds: int,
     handle: Handle,
-    lookup: Lookup | None = None,
 ) -> tuple[StoredResponse, bool]:
-    """Handle a request at most once per key; returns the response and whether it is a replay.
-
-    `lookup`, if given, reads what `lock_and_find_idempotency_key` reads (its columns,
-    with the same lock) together with what the handler needs, in one round trip."""
+    """Handle a request at most once per key in one transaction that holds the key's
+    advisory lock; returns the response and whether it is a replay."""
     async with conn.transaction():
         if key is None:
             return (await handle(conn)).response, False
-        if lookup is not None:
-            found = await lookup(conn)
-        else:
-            found = await queries.fetchrow(
-                conn, "lock_and_find_idempotency_key", workspace_id=workspace_id, key=key
-            )
+        found = await queries.fetchrow(
+            conn, "lock_and_find_idempotency_key", workspace_id=workspace_id, key=key
+        )
         assert found is not None
-        locked, stored = found["locked"], found if found["fingerprint"] is not None else None
-        if stored is not None and not stored["expired"]:
-            if stored["fingerprint"] != request_fingerprint:
-                raise IdempotencyKeyReused(
-                    "this Idempotency-Key was already used with another request body; "
-                    "use a new key for a new request"
-                )
-            if stored["response_status"] is None:
-                raise IdempotencyKeyInFlight()
-            return _replay(stored), True
-        if not locked:
-            raise IdempotencyKeyInFlight()
+        stored = stored_response(found, request_fingerprint)
         if stored is not None:
+            return stored, True
+        if found["fingerprint"] is not None:  # an expired record
             await queries.execute(
                 conn, "forget_expired_idempotency_key", workspace_id=workspace_id, key=key
             )

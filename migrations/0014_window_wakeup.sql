@@ -22,11 +22,26 @@ BEGIN
     RETURN NULL;
 END $$;
 
--- A request queued, resumed or retried.
+-- A request queued on a chain with no other request waiting to start: the worker may
+-- be idle. Behind a queued request it would not start earlier anyway (the queue is
+-- served in order, a window per tick), and a transaction that NOTIFYs holds a
+-- cluster-wide lock until its commit is on disk: a burst of POSTs would commit one
+-- at a time.
+CREATE FUNCTION notify_request_queued() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM backfill_requests
+                   WHERE chain_id = NEW.chain_id AND status = 'queued' AND id <> NEW.id) THEN
+        PERFORM pg_notify('logfill_requests', NEW.chain_id::text);
+    END IF;
+    RETURN NULL;
+END $$;
+
 CREATE TRIGGER backfill_requests_queued
 AFTER INSERT ON backfill_requests
 FOR EACH ROW WHEN (NEW.status IN ('queued', 'processing'))
-EXECUTE FUNCTION notify_requests_runnable();
+EXECUTE FUNCTION notify_request_queued();
+
+-- A request resumed or retried.
 
 CREATE TRIGGER backfill_requests_runnable_again
 AFTER UPDATE OF status ON backfill_requests

@@ -14,7 +14,7 @@ from api.routing import JSON, Answer, Call, Operation, json_response
 from indexer import backfills, idempotency
 from indexer.backfills import Action, BackfillSpec
 from indexer.db.pool import Connection
-from indexer.idempotency import Outcome, StoredResponse
+from indexer.idempotency import Claim, Outcome, StoredResponse
 
 ROUTE = "/v1/backfill"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -61,40 +61,45 @@ def backfill_spec(body: BackfillCreate) -> BackfillSpec:
 
 
 async def create_backfill(call: Call) -> web.Response:
-    """Queue a request, or estimate it (dry run); at most once per Idempotency-Key."""
+    """Queue a request, or estimate it (dry run); at most once per Idempotency-Key.
+
+    Two round trips and no transaction for a new request: one statement reads its
+    context with the key's record, one creates it and claims the key
+    (`idempotency.accept_once`); a replay or a refusal takes the first only."""
     body = call.body_as(BackfillCreate)
     key = idempotency_key(call.request)
     fingerprint = idempotency.fingerprint("POST", ROUTE, call.json_body()) if key else b""
     spec, chains, workspace_id = backfill_spec(body), call.settings.chains, call.workspace_id
 
-    loaded: list[Record] = []  # the context, read with the key's lock (one round trip)
+    loaded: list[Record] = []  # the context, read with the key's record (one round trip)
 
     async def lookup(conn: Connection) -> Record:
         loaded.append(await backfills.load_context(conn, workspace_id, spec.subscription_id, key))
         return loaded[0]
 
-    async def handle(conn: Connection) -> Outcome:
-        context = loaded[0] if loaded else None
+    async def handle(conn: Connection, claim: Claim | None) -> Outcome:
         if body.dry_run:
             estimate = await backfills.dry_run(
-                conn, workspace_id, spec, chains, now=datetime.now(UTC), context=context
+                conn, workspace_id, spec, chains, now=datetime.now(UTC), context=loaded[0]
             )
             result = DryRunResult.model_validate(estimate, from_attributes=True)
             return Outcome(StoredResponse(200, result.model_dump_json().encode()))
-        row = await backfills.create_backfill(conn, workspace_id, spec, chains, context=context)
-        location = f"{ROUTE}/{row['id']}"
+        row = backfills.new_backfill(workspace_id, spec, chains, loaded[0], now=datetime.now(UTC))
         payload = render.backfill(row).model_dump_json().encode()
-        return Outcome(StoredResponse(202, payload, {"Location": location}), created=row["id"])
+        response = StoredResponse(202, payload, {"Location": f"{ROUTE}/{row['id']}"})
+        await backfills.insert_backfill(
+            conn, row, None if claim is None else claim.columns(response)
+        )
+        return Outcome(response, created=row["id"])
 
     async with call.pool.acquire() as conn:
-        response, replayed = await idempotency.run_once(
+        response, replayed = await idempotency.accept_once(
             conn,
-            workspace_id,
             key,
             fingerprint,
             ttl_seconds=call.settings.idempotency_ttl_seconds,
-            handle=handle,
             lookup=lookup,
+            handle=handle,
         )
     headers = dict(response.headers)
     if replayed:

@@ -56,7 +56,9 @@ def test_the_demo_story_end_to_end(database_url: str) -> None:
     assert summary.webhook_rejected == 0
     assert summary.webhook_events == summary.new_matches
     assert 2 <= summary.windows and summary.cu_spent <= summary.windows * WINDOW_BUDGET_CU
-    assert summary.cu_spent == summary.cu_estimated
+    # The dry run counts a head read (eth_blockNumber, 10 CU) per window; the request's
+    # first window may follow the tick's idle one and use the heads it read.
+    assert summary.cu_estimated - 10 <= summary.cu_spent <= summary.cu_estimated
     assert result.problems == []
     assert "Summary" in text and f"{summary.matches_stored:,}" in text
     assert "completed" in text and "100%" in text  # the progress bar ended full

@@ -1,30 +1,38 @@
 -- Backfill requests as their owner sees them: accept, read, list, owner actions, the queue.
 -- Blocks: `-- name(parameters) --`, a description, the query (docs/architecture.md).
 
--- backfill_context(workspace_id, subscription_id, recent_limit, key) --
+-- backfill_context(workspace_id, subscription_id, key) --
 -- What accepting a backfill depends on: the plan, the subscription, the chain's
 -- heads, the subscription's coverage (subscription columns null: unknown id), the
 -- log cache's fragments that may cover its filter, and the queue it would join: the
 -- calls the chain's queue needed when its window last counted it, and the blocks
--- of the requests queued since (at most `recent_limit`, oldest first), so that the
--- cost does not grow with the queue. With an Idempotency-Key, also what
--- `lock_and_find_idempotency_key` answers (sql/idempotency.sql: the same lock, the
--- same race and its answer), so that a fresh-key POST needs no round trip for it.
-SELECT CASE WHEN $4::text IS NOT NULL THEN pg_try_advisory_xact_lock(hashtextextended(
-           'logfill.idempotency/' || $1::uuid::text || '/' || $4, 0)) END AS locked,
+-- of the requests queued since (at most 200, `backfills.RECENT_QUEUE_LIMIT`, oldest
+-- first), so that the cost does not grow with the queue: both are read through an
+-- index, never visiting the requests counted before nor other addresses' fragments.
+-- The limit is a constant, not a parameter, so that the generic plan costs what a
+-- custom one does and is kept (planning this statement costs more than running it).
+-- `now` is the database's clock, the new request's `created_at`. With an
+-- Idempotency-Key, also what `lock_and_find_idempotency_key` answers
+-- (sql/idempotency.sql: the same lock, the same race and its answer), so that a
+-- fresh-key POST needs no round trip for it. The API runs this statement on its own
+-- (no transaction): the lock then only tells whether another transaction holds the
+-- key, and the claim made with the insert (`insert_backfill_claiming_key`) decides
+-- which request gets it.
+SELECT CASE WHEN $3::text IS NOT NULL THEN pg_try_advisory_xact_lock(hashtextextended(
+           'logfill.idempotency/' || $1::uuid::text || '/' || $3, 0)) END AS locked,
        k.fingerprint, k.response_status, k.response_headers, k.response_body,
        k.expires_at <= now() AS expired,
        p.backfill_enabled, p.max_backfill_blocks, s.id AS subscription_id, s.chain_id,
        s.stored_events, s.addresses, s.topics, cs.head, cs.safe_head,
        cs.learned_block_range, c.covered, cs.queue_calls, q.blocks AS recent_blocks,
        fr.addresses AS fragment_addresses, fr.topics AS fragment_topics,
-       fr.covered AS fragment_covered
+       fr.covered AS fragment_covered, now() AS now
 FROM workspaces w
 JOIN plans p ON p.name = w.plan
 LEFT JOIN subscriptions s ON s.id = $2 AND s.workspace_id = w.id
 LEFT JOIN chain_state cs ON cs.chain_id = s.chain_id
 LEFT JOIN subscription_coverage c ON c.subscription_id = s.id
-LEFT JOIN idempotency_keys k ON k.workspace_id = w.id AND k.idempotency_key = $4
+LEFT JOIN idempotency_keys k ON k.workspace_id = w.id AND k.idempotency_key = $3
 LEFT JOIN LATERAL (
     SELECT array_agg(r.blocks) AS blocks
     FROM (SELECT CASE WHEN r.remaining IS NULL THEN r.to_block - r.from_block + 1
@@ -33,34 +41,62 @@ LEFT JOIN LATERAL (
           FROM backfill_requests r
           WHERE (k.response_status IS NULL OR k.expires_at <= now())  -- not for a replay
             AND r.chain_id = s.chain_id AND r.status IN ('queued', 'processing')
-            AND (cs.queue_counted_at IS NULL OR r.created_at >= cs.queue_counted_at)
+            AND r.created_at >= coalesce(cs.queue_counted_at, '-infinity')
           ORDER BY r.created_at, r.id
-          LIMIT $3) AS r
+          LIMIT 200) AS r
 ) q ON true
 LEFT JOIN LATERAL (
     SELECT array_agg(f.address) AS addresses, array_agg(f.topics) AS topics,
            array_agg(f.covered) AS covered
     FROM log_fragments f
     WHERE (k.response_status IS NULL OR k.expires_at <= now()) AND f.chain_id = s.chain_id
-      AND (f.address = '*'
-           OR f.address IN (SELECT '0x' || encode(a, 'hex') FROM unnest(s.addresses) AS a))
+      AND f.address = ANY ('*'::text
+                           || ARRAY(SELECT '0x' || encode(a, 'hex') FROM unnest(s.addresses) AS a))
 ) fr ON true
 WHERE w.id = $1;
 
--- insert_backfill(workspace_id, subscription_id, chain_id, from_block, to_block, block_order, rescan, redeliver, labels, estimated_start_at, estimated_finish_at) --
+-- insert_backfill(id, workspace_id, subscription_id, chain_id, from_block, to_block, block_order, rescan, redeliver, labels, estimated_start_at, estimated_finish_at, created_at) --
 -- A new request, queued with its cursor on its first block in scan order, and when it
--- is expected to start and finish behind the queue ahead of it.
-INSERT INTO backfill_requests (workspace_id, subscription_id, chain_id, from_block, to_block,
-                               block_order, cursor, rescan, redeliver, labels,
-                               estimated_start_at, estimated_finish_at)
-VALUES ($1, $2, $3, $4::bigint, $5::bigint, $6::text,
-        CASE WHEN $6::text = 'desc' THEN $5::bigint ELSE $4::bigint END, $7, $8, $9, $10, $11)
-RETURNING id, subscription_id, chain_id, status, from_block, to_block, block_order, cursor,
-          rescan, redeliver, labels, blocks_scanned, matches, new_matches, duplicate_matches,
-          credits_charged, cu_spent, windows, error, estimated_start_at, estimated_finish_at,
-       last_transient_error, last_transient_error_at, blocked_reason,
-          created_at, started_at, finished_at, updated_at,
-          NULL::bigint AS remaining_blocks;
+-- is expected to start and finish behind the queue ahead of it. Its id and
+-- `created_at` (the database's `now()`, read with its context) are given, so the
+-- caller knows the whole row without reading it back (`backfills.new_backfill`).
+INSERT INTO backfill_requests (id, workspace_id, subscription_id, chain_id, status, from_block,
+                               to_block, block_order, cursor, rescan, redeliver, labels,
+                               estimated_start_at, estimated_finish_at, created_at, updated_at)
+VALUES ($1, $2, $3, $4, 'queued', $5::bigint, $6::bigint, $7::text,
+        CASE WHEN $7::text = 'desc' THEN $6::bigint ELSE $5::bigint END, $8, $9, $10, $11, $12,
+        $13, $13)
+RETURNING id;
+
+-- insert_backfill_claiming_key(id, workspace_id, subscription_id, chain_id, from_block, to_block, block_order, rescan, redeliver, labels, estimated_start_at, estimated_finish_at, created_at, key, fingerprint, response_status, response_headers, response_body, ttl_seconds) --
+-- `insert_backfill` and the Idempotency-Key's claim with the response (the 202 that
+-- names the request) in one statement, so one transaction without BEGIN and COMMIT:
+-- both rows exist or neither does. The key is claimed if nobody holds it, or over an
+-- expired record (forgotten: claimed anew, with a new lifetime). A key another
+-- request holds inserts nothing and answers no row (409 in flight): a concurrent
+-- claim of the same key waits for that one's statement, then finds it taken.
+WITH claim AS (
+    INSERT INTO idempotency_keys AS k (workspace_id, idempotency_key, fingerprint,
+                                       response_status, response_headers, response_body,
+                                       backfill_request_id, expires_at)
+    VALUES ($2, $14, $15, $16, $17, $18, $1, now() + make_interval(secs => $19))
+    ON CONFLICT (workspace_id, idempotency_key) DO UPDATE
+    SET fingerprint = excluded.fingerprint, response_status = excluded.response_status,
+        response_headers = excluded.response_headers, response_body = excluded.response_body,
+        backfill_request_id = excluded.backfill_request_id, created_at = now(),
+        expires_at = excluded.expires_at
+    WHERE k.expires_at <= now()
+    RETURNING 1
+)
+INSERT INTO backfill_requests (id, workspace_id, subscription_id, chain_id, status, from_block,
+                               to_block, block_order, cursor, rescan, redeliver, labels,
+                               estimated_start_at, estimated_finish_at, created_at, updated_at)
+SELECT $1::uuid, $2::uuid, $3::uuid, $4::bigint, 'queued', $5::bigint, $6::bigint, $7::text,
+       CASE WHEN $7::text = 'desc' THEN $6::bigint ELSE $5::bigint END, $8::boolean,
+       $9::boolean, $10::jsonb, $11::timestamptz, $12::timestamptz, $13::timestamptz,
+       $13::timestamptz
+FROM claim
+RETURNING id;
 
 -- get_backfill(backfill_id, workspace_id) --
 -- One request of a workspace, with the blocks it still has to scan (null: not planned yet).
