@@ -196,7 +196,8 @@ def _estimate(
         wanted = intervals.subtract_all(wanted, intervals.from_ranges(ctx["covered"]))
     blocks = high - low + 1
     covered = blocks - intervals.size(wanted)
-    cached = intervals.size(intervals.overlap(wanted, cached_blocks(ctx)))
+    cache = cached_blocks(ctx)
+    cached = intervals.size(intervals.overlap(wanted, cache))
     chain = chains[ctx["chain_id"]]
     span = min(ctx["learned_block_range"] or chain.max_block_range, chain.max_block_range)
     call_cu, head_cu = chain.cu_cost("eth_getLogs"), chain.head_read_cu()
@@ -206,6 +207,10 @@ def _estimate(
         call_cu=call_cu,
         window_cu=chain.window_budget_cu,
         head_cu=head_cu,
+        verified_calls=verified_calls(
+            intervals.subtract_all(wanted, cache), span, ctx["head"], chain.verify_depth_blocks
+        ),
+        verify_cu=chain.cu_cost("eth_getBlockByNumber"),
     )
     calls_before = (ctx["queue_calls"] or 0) + sum(
         calls_for(recent, span) for recent in ctx["recent_blocks"] or []
@@ -224,6 +229,16 @@ def _estimate(
         high,
         DryRun(blocks, covered, cached, calls, cu, windows, eta.start_at, eta.finish_at),
     )
+
+
+def verified_calls(to_scan: Blocks, span: int, head: int | None, depth: int) -> int:
+    """Calls that will be verified (they end within `depth` blocks of the head), at
+    most: those over the blocks above `head - depth`, and the one that crosses it."""
+    if not depth or head is None or not to_scan:
+        return 0
+    near = intervals.size(intervals.intersect(to_scan, head - depth + 1, to_scan[-1][1]))
+    crossing = 1 if 0 < near < intervals.size(to_scan) else 0
+    return calls_for(near, span) + crossing
 
 
 def cached_blocks(ctx: asyncpg.Record) -> Blocks:

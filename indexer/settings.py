@@ -60,6 +60,12 @@ class ChainSettings(BaseModel):
     # A window's leader holds the chain this long past its last commit; if it
     # dies, another worker takes over once the lease has run out.
     lease_seconds: Annotated[float, Field(gt=0)] = 30.0
+    # eth_getLogs calls ending within this many blocks of the head are verified: the
+    # same batch asks for the call's last block, and an answer from a node that has
+    # not seen it (null) is not taken as "no logs" but asked again (20 CU more a
+    # call). Providers balance calls over nodes, and a node behind answers blocks it
+    # has not seen with []. 0: never verify.
+    verify_depth_blocks: Annotated[int, Field(ge=0)] = 1000
 
     @field_validator("cu_weights")
     @classmethod

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -23,6 +23,7 @@ import structlog
 
 from indexer.chain.budget import BudgetExhausted, WindowBudget, backoff_delay
 from indexer.chain.errors import (
+    NodeBehind,
     ProviderFault,
     RetryableRpcError,
     classify_http_status,
@@ -49,6 +50,16 @@ class _Answer(msgspec.Struct, Generic[T], gc=False):
 
 _ANY_DECODER = msgspec.json.Decoder(list[_Answer[Any]] | _Answer[Any])
 _LOGS_DECODER = msgspec.json.Decoder(list[_Answer[list[WireLog]]] | _Answer[list[WireLog]])
+
+
+class _Header(msgspec.Struct, gc=False):
+    """What a verified eth_getLogs reads of its last block (eth_getBlockByNumber)."""
+
+    hash: str
+    number: str
+
+
+_VERIFIED_LOGS_DECODER = msgspec.json.Decoder(list[_Answer[list[WireLog] | _Header]])
 _ENCODER = msgspec.json.Encoder()
 
 
@@ -86,17 +97,32 @@ class RpcClient:
             yield cls(str(chain.rpc_url), session, chain, **kwargs)
 
     async def get_logs(
-        self, log_filter: LogFilter, from_block: int, to_block: int, budget: WindowBudget
+        self,
+        log_filter: LogFilter,
+        from_block: int,
+        to_block: int,
+        budget: WindowBudget,
+        *,
+        verify: bool = False,
     ) -> list[Log]:
-        def decode(results: list[Any]) -> list[Log]:
-            if results[0] is None:
-                raise ProviderFault("eth_getLogs answered with neither a result nor an error")
-            return parse_logs(results[0], from_block=from_block, to_block=to_block)
+        """The filter's logs in the blocks. With `verify`, the same batch asks for the
+        last block: if the node answering has not seen it, its `[]` or short answer
+        is not trusted but asked again (`NodeBehind`, retried like any transient
+        error, then left to the next window)."""
 
-        params = [log_filter.to_rpc(from_block, to_block)]
-        return await self._with_retries(
-            [("eth_getLogs", params)], budget, decode, decoder=_LOGS_DECODER
-        )
+        def decode(results: list[Any]) -> list[Log]:
+            if not isinstance(results[0], list):
+                raise ProviderFault("eth_getLogs answered with neither a result nor an error")
+            logs = parse_logs(results[0], from_block=from_block, to_block=to_block)
+            if verify:
+                check_seen(results[1], logs, to_block)
+            return logs
+
+        calls: list[Call] = [("eth_getLogs", [log_filter.to_rpc(from_block, to_block)])]
+        if not verify:
+            return await self._with_retries(calls, budget, decode, decoder=_LOGS_DECODER)
+        calls.append(("eth_getBlockByNumber", [hex(to_block), False]))
+        return await self._with_retries(calls, budget, decode, decoder=_VERIFIED_LOGS_DECODER)
 
     async def read_heads(self, budget: WindowBudget) -> Heads:
         """The head and the safe head, in one round trip."""
@@ -180,6 +206,30 @@ class RpcClient:
         if status in (401, 403, 429) or status >= 500:
             raise classify_http_status(status, method=label, retry_after=retry_after)
         return status, raw
+
+
+def check_seen(header: Any, logs: Sequence[Log], block: int) -> None:
+    """The node that answered eth_getLogs had seen `block` (the batch's header of it),
+    and the answer's logs of that block are of the same block; else `NodeBehind`."""
+    if header is None:
+        raise NodeBehind(
+            f"eth_getLogs up to block {block}: the node answering has not seen that block "
+            "yet (a node behind the head answers []); asking again"
+        )
+    if not isinstance(header, _Header) or _quantity(header.number) != block:
+        raise ProviderFault(f"eth_getBlockByNumber({block}) answered {header!r}")
+    if any(e.block_number == block and e.block_hash != header.hash for e in logs):
+        raise NodeBehind(
+            f"eth_getLogs up to block {block}: its logs and its header name different "
+            "blocks (another node, or a reorg); asking again"
+        )
+
+
+def _quantity(text: str) -> int | None:
+    try:
+        return int(text, 16)
+    except ValueError:
+        return None
 
 
 @contextmanager

@@ -49,6 +49,12 @@ class ProviderFault(RetryableRpcError):
     """The provider answered, but with data that cannot be right (never stored)."""
 
 
+class NodeBehind(RetryableRpcError):
+    """The node that answered had not seen the blocks asked for: its answer (an empty
+    eth_getLogs, as such nodes give) is not stored; another attempt may reach another
+    node, else the next window asks again."""
+
+
 @dataclass(frozen=True)
 class RangeHint:
     """What a range/result-size error tells us about the next attempt."""

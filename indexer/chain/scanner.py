@@ -64,9 +64,25 @@ class LogChunk:
 class LogScanner:
     """Walks [low, high] with adaptive ranges, several calls in flight, in block order."""
 
-    def __init__(self, client: RpcClient, ranges: AdaptiveRange) -> None:
+    def __init__(
+        self, client: RpcClient, ranges: AdaptiveRange, *, verify_above: int | None = None
+    ) -> None:
+        """`verify_above`: calls whose last block is above it are verified (a node behind
+        the head answers blocks it has not seen with no logs); None: none are."""
         self.client = client
         self.ranges = ranges
+        self.verify_above = verify_above
+
+    def verified(self, chunk: tuple[int, int]) -> bool:
+        return self.verify_above is not None and chunk[1] > self.verify_above
+
+    def chunk_cost(self, call_filters: Sequence[LogFilter], chunk: tuple[int, int]) -> int:
+        """CU of a chunk's calls, the verification's included."""
+        chain = self.client.chain
+        each = chain.cu_cost("eth_getLogs")
+        if self.verified(chunk):
+            each += chain.cu_cost("eth_getBlockByNumber")
+        return len(call_filters) * each
 
     async def scan(
         self,
@@ -80,7 +96,6 @@ class LogScanner:
         """Yield complete chunks in order; raises BudgetExhausted where the budget ends."""
         if order not in ORDERS:
             raise ValueError(f"order must be 'asc' or 'desc', not {order!r}")
-        cost = len(call_filters) * self.client.chain.cu_cost("eth_getLogs")
         in_flight: deque[tuple[tuple[int, int], asyncio.Task[list[Log]]]] = deque()
         cursor = low if order == "asc" else high
 
@@ -89,11 +104,15 @@ class LogScanner:
             while (
                 len(in_flight) < self.client.chain.max_calls_in_flight
                 and low <= cursor <= high
-                and budget.remaining_cu - cost * len(in_flight) >= cost
                 and self._room_for_another([c for c, _ in in_flight])
             ):
                 span = self.ranges.span_for(self.client.chain.max_logs_in_flight)
                 chunk = next_chunk(cursor, span, low=low, high=high, order=order)
+                # What the calls in flight cost is set aside (a task not yet run pays
+                # when it sends), as is a retry's.
+                reserved = sum(self.chunk_cost(call_filters, c) for c, _ in in_flight)
+                if budget.remaining_cu - reserved < self.chunk_cost(call_filters, chunk):
+                    return
                 task = asyncio.create_task(self._fetch(call_filters, chunk, budget))
                 in_flight.append((chunk, task))
                 cursor = after_chunk(chunk, order=order)
@@ -133,12 +152,17 @@ class LogScanner:
         self, call_filters: Sequence[LogFilter], chunk: tuple[int, int], budget: WindowBudget
     ) -> list[Log]:
         """All calls of one chunk; the chunk fails as a whole if any call fails."""
+        verify = self.verified(chunk)
         if len(call_filters) == 1:
-            return await self.client.get_logs(call_filters[0], chunk[0], chunk[1], budget)
+            return await self.client.get_logs(
+                call_filters[0], chunk[0], chunk[1], budget, verify=verify
+            )
         try:
             async with asyncio.TaskGroup() as group:
                 tasks = [
-                    group.create_task(self.client.get_logs(f, chunk[0], chunk[1], budget))
+                    group.create_task(
+                        self.client.get_logs(f, chunk[0], chunk[1], budget, verify=verify)
+                    )
                     for f in call_filters
                 ]
         except ExceptionGroup as failed:

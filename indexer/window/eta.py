@@ -84,10 +84,19 @@ def estimate_behind(
 
 
 def estimate_request(
-    blocks: int, *, span: int, call_cu: int, window_cu: int, head_cu: int
+    blocks: int,
+    *,
+    span: int,
+    call_cu: int,
+    window_cu: int,
+    head_cu: int,
+    verified_calls: int = 0,
+    verify_cu: int = 0,
 ) -> tuple[int, int, int]:
-    """Calls, CU and windows for `blocks` blocks scanned alone (a dry run)."""
+    """Calls, CU and windows for `blocks` blocks scanned alone (a dry run); of the
+    calls, `verified_calls` (near the head) also read their last block."""
     calls = math.ceil(blocks / span) if blocks else 0
+    verified_calls = min(verified_calls, calls)
     calls_per_window = max(1, (window_cu - head_cu) // call_cu)
     windows = math.ceil(calls / calls_per_window) if calls else 0
-    return calls, calls * call_cu + windows * head_cu, windows
+    return calls, calls * call_cu + verified_calls * verify_cu + windows * head_cu, windows

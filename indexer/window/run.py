@@ -206,7 +206,9 @@ class Window:
         await self.load_requests()
         if heads.safe_head is not None and self.requests:
             ranges = await load_adaptive_range(self.conn, self.chain_id, self.chain)
-            await self.scan(LogScanner(client, ranges), heads.safe_head)
+            depth = self.chain.verify_depth_blocks
+            verify_above = heads.head - depth if depth else None
+            await self.scan(LogScanner(client, ranges, verify_above=verify_above), heads.safe_head)
             await save_learned_range(self.conn, self.chain_id, ranges)
             self.span = ranges.span
         await queries.execute(

@@ -52,6 +52,7 @@ from tests.support.fake_provider import (
     delayed,
     drop,
     http_error,
+    lagging,
     log_outside_range,
     log_range,
     null_block_hash,
@@ -89,10 +90,11 @@ class Harness:
         into: list[LogChunk] | None = None,
         filters: Sequence[LogFilter] = (ANY,),
         order: Order = "asc",
+        verify_above: int | None = None,
     ) -> list[LogChunk]:
         """Run a scan to its end; chunks land in `into` as they come (kept if it raises)."""
         chunks = [] if into is None else into
-        scanner = LogScanner(self.client, self.ranges)
+        scanner = LogScanner(self.client, self.ranges, verify_above=verify_above)
         async for chunk in scanner.scan(filters, low, high, budget, order=order):
             chunks.append(chunk)
         return chunks
@@ -865,3 +867,51 @@ async def test_a_refused_call_filter_refetches_the_whole_chunk_smaller() -> None
     assert_complete(chunks, chain, 0, 9, addresses=[ADDRESS_A, ADDRESS_B])
     assert len(h.fake.received) == 6  # (0-9) twice, then (0-4) and (5-9) twice each
     assert budget.spent_cu == 6 * GET_LOGS_CU
+
+
+# -- nodes behind the head ----------------------------------------------------
+
+
+def lagging_every(nth: int, behind: int) -> Rule:
+    """Every `nth` HTTP request reaches a node `behind` blocks behind the head."""
+    turn = itertools.count(1)
+    return lambda call: lagging(behind) if next(turn) % nth == 0 else None
+
+
+async def test_a_node_behind_the_head_is_believed_without_verification() -> None:
+    """The failure verification exists for: `[]` from a node that has not seen the
+    blocks reads as "no logs"."""
+    chain = SyntheticChain(head=10_000)
+    async with provider(rule=lagging_every(2, 300), chain=chain, max_block_range=100) as h:
+        chunks = await h.scan(9_001, 10_000, WindowBudget(100_000))
+    stored = sum(len(c.logs) for c in chunks)
+    assert stored < chain.count(9_001, 10_000)
+
+
+async def test_calls_near_the_head_read_their_last_block_and_ask_again_if_unseen() -> None:
+    chain = SyntheticChain(head=10_000)
+    budget = WindowBudget(100_000)
+    async with provider(rule=lagging_every(2, 300), chain=chain, max_block_range=100) as h:
+        chunks = await h.scan(9_001, 10_000, budget, verify_above=9_500)
+    assert_complete(chunks, chain, 9_001, 10_000)
+    assert_every_request_paid(h, budget)
+    verified = [r for r in h.fake.received if r.batch]
+    plain = [r for r in h.fake.received if not r.batch]
+    # Below the line, one plain eth_getLogs per 100 blocks, believed (the lagging node
+    # has those blocks); above it every call comes with its last block's header.
+    assert {r.log_range[1] for r in plain} == {9_100, 9_200, 9_300, 9_400, 9_500}
+    assert all(r.methods == ["eth_getLogs", "eth_getBlockByNumber"] for r in verified)
+    assert all(log_range(r.calls[0])[1] > 9_500 for r in verified)
+    ends = [log_range(r.calls[0])[1] for r in verified]
+    assert len(ends) > len(set(ends)), "some call must have been asked again"
+    assert h.sleeps, "asked again after a backoff, as any transient trouble"
+
+
+async def test_a_node_that_never_catches_up_leaves_the_blocks_for_a_later_window() -> None:
+    chain = SyntheticChain(head=10_000)
+    async with provider(rule=always(lambda: lagging(300)), chain=chain, max_attempts=3) as h:
+        into: list[LogChunk] = []
+        with pytest.raises(RetryableRpcError, match="has not seen that block"):
+            await h.scan(9_801, 10_000, WindowBudget(100_000), into=into, verify_above=9_000)
+    assert into == []  # nothing believed, nothing handed on
+    assert len(h.fake.received) == 3

@@ -393,3 +393,24 @@ async def test_outbox_bodies_stay_under_the_size_limit_and_keep_every_event(
     events = await outbox_events(conn, subscription, max_events=100)
     expected = keys_of(chain.get_logs(fc.url, low, high, address=fc.contracts[0]))
     assert [(e["block_hash"], e["log_index"]) for e in events] == expected
+
+
+async def test_calls_near_the_head_are_verified_against_a_real_node(
+    log_corpus: LogCorpus, conn: asyncpg.Connection, database_url: str
+) -> None:
+    """With verification on, each call reads its last block in the same batch (80 CU
+    instead of 60) and what is stored is exactly what eth_getLogs returns."""
+    workspace = await make_workspace(conn, credits=10_000)
+    address = log_corpus.contracts[0]
+    subscription = await create_subscription(conn, workspace, addresses=[address])
+    low, high = log_corpus.from_block, log_corpus.to_block
+    request = await create_backfill(conn, subscription, low, high)
+    settings = window_settings(log_corpus.url, max_block_range=7, verify_depth_blocks=1000)
+
+    async with window_pool(database_url) as pool:
+        reports = await run_until_settled(pool, settings, [request])
+
+    expected = keys_of(chain.get_logs(log_corpus.url, low, high, address=address))
+    assert expected and await stored_matches(conn, subscription) == expected
+    calls = -(-(high - low + 1) // 7)
+    assert sum(r.cu_spent for r in reports) == 10 * len(reports) + (60 + 20) * calls

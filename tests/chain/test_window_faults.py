@@ -25,6 +25,7 @@ from tests.support.fake_provider import (
     SyntheticChain,
     delayed,
     http_error,
+    lagging,
     rpc_error,
 )
 from tests.support.window import (
@@ -278,3 +279,35 @@ async def test_a_log_that_is_not_hex_stores_nothing_and_never_fails_the_request(
     )
     stored = await conn.fetch("SELECT block_number FROM matches ORDER BY block_number")
     assert [r["block_number"] for r in stored] == list(range(1_000, 1_500, 50))
+
+
+async def test_a_node_behind_the_head_answering_no_logs_loses_nothing(
+    conn: asyncpg.Connection, database_url: str
+) -> None:
+    """Half of the calls reach a node 300 blocks behind, which answers eth_getLogs for the
+    blocks it has not seen with `[]`. Those answers are not taken as "no logs": the
+    calls near the head are verified and asked again, and every match is stored."""
+    chain = SyntheticChain(head=10_000, finalized=None)
+    low, high = 9_000, 10_000
+    workspace, request = await one_request(conn, low, high)
+    turn = 0
+
+    def every_other_request_lags(call: JsonCall) -> Any:
+        nonlocal turn
+        turn += 1
+        return lagging(300) if turn % 2 == 0 and call["method"] != "eth_blockNumber" else None
+
+    async with FakeProvider(chain=chain, rule=every_other_request_lags) as fake:
+        async with window_pool(database_url) as pool:
+            settings = window_settings(
+                fake.url, max_block_range=100, window_budget_cu=100_000, verify_depth_blocks=1000
+            )
+            await run_until_settled(pool, settings, [request])
+
+    expected = chain.count(low, high)
+    row = await status_of(conn, request)
+    assert row["status"] == "completed"
+    stored = await conn.fetchval("SELECT count(*) FROM matches")
+    assert stored == expected, f"{expected - stored} of {expected} matches missing"
+    credits = await conn.fetchval("SELECT credits FROM workspaces WHERE id = $1", workspace)
+    assert credits == 1_000_000 - expected

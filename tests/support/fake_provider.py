@@ -85,9 +85,13 @@ class SyntheticChain:
         number = {"latest": self.head, "finalized": self.finalized}.get(tag)
         if number is None and tag.startswith("0x"):
             number = int(tag, 16)
-        if number is None:
+        if number is None or number > self.head:
             return None
-        return {"number": hex(number), "hash": block_hash(number)}
+        return {
+            "number": hex(number),
+            "hash": block_hash(number),
+            "parentHash": block_hash(number - 1),
+        }
 
 
 def log_range(call: JsonCall) -> tuple[int, int]:
@@ -296,6 +300,31 @@ def reversed_batch() -> Behaviour:
     async def behave(exchange: Exchange) -> web.StreamResponse:
         answers = exchange.answers()[::-1]
         return web.Response(body=orjson.dumps(answers), content_type="application/json")
+
+    return behave
+
+
+def lagging(behind: int) -> Behaviour:
+    """A node `behind` blocks behind the chain's head, as providers balance calls over
+    nodes: it answers eth_getLogs for blocks it has not seen with no logs (not an
+    error), a block it has not seen with null, and its own head."""
+
+    async def behave(exchange: Exchange) -> web.StreamResponse:
+        chain = exchange.fake.chain
+        seen = chain.head - behind
+
+        def results(call: JsonCall) -> Any:
+            method, params = call["method"], call.get("params", [])
+            if method == "eth_getLogs":
+                start, end = log_range(call)
+                return chain.logs(start, min(end, seen), call_addresses(call))
+            if method == "eth_blockNumber":
+                return hex(seen)
+            if method == "eth_getBlockByNumber" and params[0].startswith("0x"):
+                return chain.block(params[0]) if int(params[0], 16) <= seen else None
+            return exchange.result(call)
+
+        return exchange.reply(exchange.answers(results))
 
     return behave
 

@@ -28,7 +28,9 @@ class DenseChain:
     most_in_flight: int = 0
     calls: list[tuple[int, int]] = field(default_factory=list)
 
-    async def get_logs(self, _: LogFilter, low: int, high: int, budget: WindowBudget) -> list[Log]:
+    async def get_logs(
+        self, _: LogFilter, low: int, high: int, budget: WindowBudget, *, verify: bool = False
+    ) -> list[Log]:
         budget.spend("eth_getLogs", self.chain.cu_cost("eth_getLogs"))
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
