@@ -50,7 +50,7 @@ def _block_number(value: Any) -> int:
 
 
 def _to_block(value: Any) -> int | str:
-    return "safe" if value == "safe" else _block_number(value)
+    return value if value in ("safe", "follow") else _block_number(value)
 
 
 _BLOCK_SCHEMA: dict[str, Any] = {
@@ -61,9 +61,11 @@ _BLOCK_SCHEMA: dict[str, Any] = {
 }
 BlockNumber = Annotated[int, PlainValidator(_block_number), WithJsonSchema(_BLOCK_SCHEMA)]
 ToBlock = Annotated[
-    int | Literal["safe"],
+    int | Literal["safe", "follow"],
     PlainValidator(_to_block),
-    WithJsonSchema({"oneOf": [*_BLOCK_SCHEMA["oneOf"], {"type": "string", "enum": ["safe"]}]}),
+    WithJsonSchema(
+        {"oneOf": [*_BLOCK_SCHEMA["oneOf"], {"type": "string", "enum": ["safe", "follow"]}]}
+    ),
 ]
 
 
@@ -272,6 +274,16 @@ class Backfill(BaseModel):
     to_block: int
     order: Order
     cursor: int | None = Field(description="The next block to scan; null once terminal.")
+    follow: bool = Field(
+        description="Follows the chain: after `to_block` (the safe head so far) it keeps "
+        "scanning new safe blocks until cancelled or paused; `following` once caught up."
+    )
+    lag_blocks: int | None = Field(
+        description="A follow request's safe blocks not scanned yet (null otherwise)."
+    )
+    lag_seconds: float | None = Field(
+        description="`lag_blocks` at the chain's seconds per block (null until known)."
+    )
     progress: float = Field(ge=0, le=1)
     blocks_scanned: int
     blocks_total: int
@@ -330,6 +342,12 @@ class DryRunResult(BaseModel):
     estimated_windows: int
     estimated_start_at: datetime
     estimated_finish_at: datetime
+    following_cu_per_hour: int | None = Field(
+        None,
+        description="A follow request (`to_block: follow`): the CU an hour of following "
+        "costs after the blocks above, at the chain's recent pace of blocks and logs "
+        "(null until a worker has seen the chain move).",
+    )
 
 
 class Decoded(BaseModel):

@@ -8,6 +8,7 @@ cannot race with a window's compare-and-set.
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -39,9 +40,9 @@ from indexer.window.eta import calls_for, estimate_behind, estimate_request
 Action = Literal["pause", "resume", "cancel", "retry"]
 # What each owner action needs the request to be, said in the 409 when it is not.
 ALLOWED_FROM: Mapping[str, str] = {
-    "pause": "queued, processing, paused_credits or blocked",
+    "pause": "queued, processing, following, paused_credits or blocked",
     "resume": "paused",
-    "cancel": "queued, processing, paused_credits, paused or blocked",
+    "cancel": "queued, processing, following, paused_credits, paused or blocked",
     "retry": "failed",
 }
 
@@ -56,7 +57,7 @@ RECENT_QUEUE_LIMIT = 200
 class BackfillSpec:
     subscription_id: uuid.UUID
     from_block: int | None = None
-    to_block: int | Literal["safe"] | None = None
+    to_block: int | Literal["safe", "follow"] | None = None
     labels: Mapping[str, str] | None = None
     order: Order = "asc"
     rescan: bool = False
@@ -73,6 +74,29 @@ class DryRun:
     estimated_windows: int
     estimated_start_at: datetime
     estimated_finish_at: datetime
+    # A follow request, after the blocks above: CU an hour of following costs at the
+    # chain's recent pace (None: not a follow request, or the pace is not known yet).
+    following_cu_per_hour: int | None = None
+
+
+def following_cu_per_hour(
+    chain: ChainSettings, *, block_seconds: float | None, logs_per_block: float | None
+) -> int | None:
+    """CU an hour of following costs: each window with new safe blocks makes at least
+    one verified eth_getLogs call, and as many as the new blocks need at the span the
+    chain's density allows (`max_logs_in_flight` over the calls in flight). The head
+    read is the window's, paid whether or not anything follows."""
+    if block_seconds is None:
+        return None
+    blocks_per_hour = 3600 / block_seconds
+    span = chain.max_block_range
+    if logs_per_block:
+        per_call = chain.max_logs_in_flight / chain.max_calls_in_flight
+        span = max(1, min(span, int(per_call / logs_per_block)))
+    windows_per_hour = 3600 / chain.tick_seconds
+    calls = max(min(windows_per_hour, blocks_per_hour), blocks_per_hour / span)
+    verify = chain.cu_cost("eth_getBlockByNumber") if chain.verify_depth_blocks else 0
+    return math.ceil(calls * (chain.cu_cost("eth_getLogs") + verify))
 
 
 def not_found(backfill_id: uuid.UUID) -> NotFound:
@@ -89,6 +113,8 @@ def resolve_range(
     window waits for the chain to get there).
     """
     to_block: int | None
+    if spec.to_block == "follow":
+        return _follow_range(spec, head=head, safe_head=safe_head, max_blocks=max_blocks)
     if spec.to_block == "safe":
         if safe_head is None:
             raise InvalidFields.one("/to_block", "no safe head is known for this chain yet")
@@ -113,6 +139,39 @@ def resolve_range(
     if head is not None and high > head:
         errors.append(
             FieldError("/to_block", f"block {high} is beyond the chain's known head {head}")
+        )
+    if errors:
+        raise InvalidFields(errors)
+    return low, high
+
+
+def _follow_range(
+    spec: BackfillSpec, *, head: int | None, safe_head: int | None, max_blocks: int
+) -> tuple[int, int]:
+    """A follow request's range so far: from `from_block` to the safe head (or just
+    `from_block`, where the safe head has not got there: it waits for it). The plan's
+    limit applies to this historical part; what follows is scanned as it comes."""
+    errors: list[FieldError] = []
+    if spec.from_block is None:
+        errors.append(FieldError("/from_block", "a follow request needs from_block"))
+    if spec.order != "asc":
+        errors.append(FieldError("/order", "a follow request scans upwards: order asc"))
+    if errors:
+        raise InvalidFields(errors)
+    assert spec.from_block is not None
+    low = spec.from_block
+    high = max(low, safe_head) if safe_head is not None else low
+    if high - low + 1 > max_blocks:
+        errors.append(
+            FieldError(
+                "/from_block",
+                f"the blocks up to the safe head span {high - low + 1}; your plan allows at "
+                f"most {max_blocks} blocks per request (follow from a later block)",
+            )
+        )
+    if head is not None and low > head:
+        errors.append(
+            FieldError("/from_block", f"block {low} is beyond the chain's known head {head}")
         )
     if errors:
         raise InvalidFields(errors)
@@ -224,10 +283,15 @@ def _estimate(
         head_cu=head_cu,
         tick_seconds=chain.tick_seconds,
     )
+    per_hour = None
+    if spec.to_block == "follow":
+        per_hour = following_cu_per_hour(
+            chain, block_seconds=ctx["block_seconds"], logs_per_block=ctx["learned_logs_per_block"]
+        )
     return (
         low,
         high,
-        DryRun(blocks, covered, cached, calls, cu, windows, eta.start_at, eta.finish_at),
+        DryRun(blocks, covered, cached, calls, cu, windows, eta.start_at, eta.finish_at, per_hour),
     )
 
 
@@ -308,6 +372,9 @@ def new_backfill(
         "finished_at": None,
         "updated_at": created_at,
         "remaining_blocks": None,
+        "follow": spec.to_block == "follow",
+        "lag_blocks": None,
+        "lag_seconds": None,
     }
 
 
@@ -334,6 +401,7 @@ async def insert_backfill(
             "estimated_start_at",
             "estimated_finish_at",
             "created_at",
+            "follow",
         )
     }
     try:

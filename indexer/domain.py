@@ -13,12 +13,15 @@ Order = Literal["asc", "desc"]
 ORDERS: Final[tuple[Order, ...]] = get_args(Order)
 
 BackfillStatus = Literal[
-    "queued", "processing", "paused_credits", "paused", "blocked",
+    "queued", "processing", "following", "paused_credits", "paused", "blocked",
     "completed", "completed_noop", "cancelled", "failed",
 ]  # fmt: skip
 BACKFILL_STATUSES: Final[tuple[BackfillStatus, ...]] = get_args(BackfillStatus)
-# A window scans these (paused_credits ones once their workspace has credits again).
-RUNNABLE: Final[frozenset[BackfillStatus]] = frozenset({"queued", "processing", "paused_credits"})
+# A window scans these (paused_credits ones once their workspace has credits again;
+# following ones, caught up with the safe head, as it moves).
+RUNNABLE: Final[frozenset[BackfillStatus]] = frozenset(
+    {"queued", "processing", "following", "paused_credits"}
+)
 # A request has estimates of when it starts and finishes only while it can run.
 ESTIMATED: Final[frozenset[BackfillStatus]] = frozenset({"queued", "processing"})
 # Nothing happens to these any more (but an owner's `retry` of a failed one).

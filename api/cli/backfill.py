@@ -55,7 +55,8 @@ def trouble(b: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _block(value: str) -> int | str:
-    """A block as typed: a decimal number, a 0x hex string or "safe" (the API checks it)."""
+    """A block as typed: a decimal number, a 0x hex string, "safe" or "follow" (the API
+    checks it)."""
     return int(value) if value.isdigit() else value
 
 
@@ -156,7 +157,12 @@ def add_parser(commands: Subcommands) -> None:
     create = sub("create", "queue a backfill (or estimate one with --dry-run)", _backfill_create)
     create.add_argument("--subscription", required=True, help="subscription id")
     create.add_argument("--from", dest="from_block", type=_block, help="first block")
-    create.add_argument("--to", dest="to_block", type=_block, help='last block, or "safe"')
+    create.add_argument(
+        "--to",
+        dest="to_block",
+        type=_block,
+        help='last block, "safe", or "follow" (keep following the chain)',
+    )
     create.add_argument("--order", choices=ORDERS, default="asc")
     create.add_argument(
         "--label", type=_label, action="append", metavar="KEY=VALUE", help="a label (repeatable)"

@@ -21,6 +21,8 @@ from api.cli.output import printable
 from api.client import JSON, ApiClient
 from indexer.domain import TERMINAL
 
+SETTLED = TERMINAL | {"following"}  # where `watch` stops
+
 
 def eta_text(backfill: Mapping[str, Any], now: datetime | None = None) -> str:
     """Time left until `estimated_finish_at`, e.g. `12s`, `3m05s`; `-` when unknown."""
@@ -44,6 +46,8 @@ def progress_detail(backfill: Mapping[str, Any], now: datetime | None = None) ->
     start = backfill.get("estimated_start_at")
     if backfill["status"] == "queued" and start:
         detail += f"  starts in {_left(datetime.fromisoformat(str(start)), now)}"
+    if backfill.get("lag_blocks") is not None:
+        detail += f"  lag {backfill['lag_blocks']} blocks"
     if backfill.get("blocked_reason"):
         detail += f"  blocked: {printable(backfill['blocked_reason'])}"
     elif backfill.get("last_transient_error"):
@@ -114,8 +118,9 @@ async def watch_backfill(
     timeout: float | None = None,
     plain: bool | None = None,
 ) -> JSON:
-    """Poll a request until it reaches a terminal status: a bar, or lines when `plain`
-    (by default: when the console is not a terminal)."""
+    """Poll a request until it reaches a terminal status, or a follow request has caught
+    up with the chain (`following`: it goes on without an end): a bar, or lines when
+    `plain` (by default: when the console is not a terminal)."""
     watch = _Watch(client, console)
     if console.is_terminal if plain is None else not plain:
         return await _watch_bar(watch, backfill_id, interval, timeout)
@@ -124,7 +129,7 @@ async def watch_backfill(
             backfill = await client.get_backfill(backfill_id)
             watch.plain(backfill)
             await watch.note(backfill)
-            if backfill["status"] in TERMINAL:
+            if backfill["status"] in SETTLED:
                 return backfill
             await asyncio.sleep(interval)
 
@@ -147,6 +152,6 @@ async def _watch_bar(
                 )
                 await watch.note(backfill)
                 progress.refresh()
-                if backfill["status"] in TERMINAL:
+                if backfill["status"] in SETTLED:
                     return backfill
                 await asyncio.sleep(interval)

@@ -17,6 +17,7 @@ DASH = "\u2013"  # what an unknown value shows
 STATUS_TONES = {
     "queued": "neutral",
     "processing": "info",
+    "following": "info",
     "completed": "good",
     "completed_noop": "good",
     "paused": "warn",
@@ -31,6 +32,7 @@ STATUS_TONES = {
 STATUS_WORDS = {
     "completed_noop": "completed (nothing new)",
     "paused_credits": "paused: no credits",
+    "following": "following the chain",
 }
 
 

@@ -116,11 +116,13 @@ async def advance(ctx: CommitContext, tally: Tally) -> set[uuid.UUID]:
         request = ctx.requests[request_id]
         remaining = intervals.subtract_all(request.remaining, done)
         status: BackfillStatus
-        if not remaining:
+        if request.workspace_id in tally.paused_workspaces and remaining:
+            status = "paused_credits"
+        elif request.follows and (request.following or not remaining):
+            status = "following"  # caught up once: it stays so while it keeps up
+        elif not remaining:
             status = "completed"
             completed.add(request_id)
-        elif request.workspace_id in tally.paused_workspaces:
-            status = "paused_credits"
         else:
             status = "processing"
         advanced = await queries.fetchval(
@@ -129,7 +131,7 @@ async def advance(ctx: CommitContext, tally: Tally) -> set[uuid.UUID]:
             request_id=request_id,
             old_cursor=request.cursor,
             remaining=intervals.to_ranges(remaining),
-            cursor=intervals.cursor_of(remaining, request.order),
+            cursor=request.cursor_after(remaining),
             status=status,
             blocks_scanned=intervals.size(done),
             matches=tally.found.get(request_id, 0),

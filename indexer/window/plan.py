@@ -30,10 +30,24 @@ class RequestState:
     # The first block after a pause for credits: it may hold matches this request
     # already paid for (a pause can fall in the middle of a block).
     recount_block: int | None = None
+    # A follow request: the block after its range as extended to the safe head (its
+    # cursor while nothing is left), and whether it has caught up (`following`).
+    follow_next: int | None = None
+    following: bool = False
     cursor: int | None = field(init=False)  # derived from `remaining`
 
     def __post_init__(self) -> None:
-        self.cursor = intervals.cursor_of(self.remaining, self.order)
+        self.cursor = self.cursor_after(self.remaining)
+
+    @property
+    def follows(self) -> bool:
+        return self.follow_next is not None
+
+    def cursor_after(self, remaining: Blocks) -> int | None:
+        """The next block to scan once `remaining` is what is left: a follow request
+        that has caught up waits at the block after its range."""
+        cursor = intervals.cursor_of(remaining, self.order)
+        return self.follow_next if cursor is None else cursor
 
     def next_segment(self, safe_head: int) -> tuple[int, int] | None:
         """The contiguous run of blocks this request scans next, if it is safe yet.

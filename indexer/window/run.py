@@ -239,7 +239,10 @@ class Window:
         await create_staging_tables(self.conn)
         async with self.conn.transaction():
             rows = await queries.fetch(
-                self.conn, "refresh_runnable_requests", chain_id=self.chain_id
+                self.conn,
+                "refresh_runnable_requests",
+                chain_id=self.chain_id,
+                safe_head=self.stats.safe_head,
             )
             unpaid = await queries.fetch(
                 self.conn, "pause_requests_without_credits", chain_id=self.chain_id
@@ -255,6 +258,8 @@ class Window:
                 order=row["block_order"],
                 remaining=intervals.from_ranges(row["remaining"]),
                 queued_at=row["created_at"],
+                follow_next=row["to_block"] + 1 if row["follow"] else None,
+                following=row["status"] == "following",
             )
             if row["resumed_for_credits"]:
                 request.recount_block = request.cursor
@@ -421,7 +426,8 @@ class Window:
             request = self.requests[request_id]
             self.cache.add(request.subscription_id, done)
             request.remaining = intervals.subtract_all(request.remaining, done)
-            request.cursor = intervals.cursor_of(request.remaining, request.order)
+            request.cursor = request.cursor_after(request.remaining)
+            request.following = request.following or (request.follows and not request.remaining)
         for request_id in list(self.requests):
             request = self.requests[request_id]
             if request_id in result.completed or request.workspace_id in result.paused_workspaces:

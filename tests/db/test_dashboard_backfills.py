@@ -151,6 +151,8 @@ async def request_in(conn: asyncpg.Connection, subscription_id: str, status: str
         columns["error"] = "eth_getLogs: 403 Forbidden: this key may not call eth_getLogs"
     if status not in ("queued",):
         columns["started_at"] = datetime.now(UTC) - timedelta(minutes=5)
+    if status == "following":
+        columns |= {"follow": True, "cursor": 201}  # caught up: the block after its range
     return await make_backfill(conn, uuid.UUID(subscription_id), **columns)
 
 

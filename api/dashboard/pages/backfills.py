@@ -51,9 +51,11 @@ ACTIONS: Final[tuple[Action, ...]] = ("pause", "resume", "cancel", "retry")
 # The statuses each action's UPDATE accepts (indexer/db/sql/backfills.sql); a button is
 # enabled only there. The server decides anyway: a refused action shows its 409.
 ACTION_FROM: Final[Mapping[Action, frozenset[BackfillStatus]]] = {
-    "pause": frozenset({"queued", "processing", "paused_credits", "blocked"}),
+    "pause": frozenset({"queued", "processing", "following", "paused_credits", "blocked"}),
     "resume": frozenset({"paused"}),
-    "cancel": frozenset({"queued", "processing", "paused_credits", "paused", "blocked"}),
+    "cancel": frozenset(
+        {"queued", "processing", "following", "paused_credits", "paused", "blocked"}
+    ),
     "retry": frozenset({"failed"}),
 }
 DONE_WORDS: Final[Mapping[str, str]] = {
@@ -113,12 +115,12 @@ class BackfillForm:
 
 def block_value(text: str, *, safe: bool = False) -> int | str | None:
     """A typed block: empty -> None, digits (commas allowed) -> int, else as typed for the
-    model to refuse or accept (0x hex; "safe" for to_block)."""
+    model to refuse or accept (0x hex; "safe" or "follow" for to_block)."""
     text = text.strip()
     if not text:
         return None
-    if safe and text.lower() == "safe":
-        return "safe"
+    if safe and text.lower() in ("safe", "follow"):
+        return text.lower()
     digits = text.replace(",", "").replace("_", "").replace(" ", "")
     return int(digits) if _NUMBER.fullmatch(digits) else text
 

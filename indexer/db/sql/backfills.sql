@@ -24,7 +24,8 @@ SELECT CASE WHEN $3::text IS NOT NULL THEN pg_try_advisory_xact_lock(hashtextext
        k.expires_at <= now() AS expired,
        p.backfill_enabled, p.max_backfill_blocks, s.id AS subscription_id, s.chain_id,
        s.stored_events, s.addresses, s.topics, cs.head, cs.safe_head,
-       cs.learned_block_range, c.covered, cs.queue_calls, q.blocks AS recent_blocks,
+       cs.learned_block_range, cs.learned_logs_per_block, cs.block_seconds, c.covered,
+       cs.queue_calls, q.blocks AS recent_blocks,
        fr.addresses AS fragment_addresses, fr.topics AS fragment_topics,
        fr.covered AS fragment_covered, now() AS now
 FROM workspaces w
@@ -55,20 +56,21 @@ LEFT JOIN LATERAL (
 ) fr ON true
 WHERE w.id = $1;
 
--- insert_backfill(id, workspace_id, subscription_id, chain_id, from_block, to_block, block_order, rescan, redeliver, labels, estimated_start_at, estimated_finish_at, created_at) --
+-- insert_backfill(id, workspace_id, subscription_id, chain_id, from_block, to_block, block_order, rescan, redeliver, labels, estimated_start_at, estimated_finish_at, created_at, follow) --
 -- A new request, queued with its cursor on its first block in scan order, and when it
 -- is expected to start and finish behind the queue ahead of it. Its id and
 -- `created_at` (the database's `now()`, read with its context) are given, so the
 -- caller knows the whole row without reading it back (`backfills.new_backfill`).
 INSERT INTO backfill_requests (id, workspace_id, subscription_id, chain_id, status, from_block,
                                to_block, block_order, cursor, rescan, redeliver, labels,
-                               estimated_start_at, estimated_finish_at, created_at, updated_at)
+                               estimated_start_at, estimated_finish_at, created_at, updated_at,
+                               follow)
 VALUES ($1, $2, $3, $4, 'queued', $5::bigint, $6::bigint, $7::text,
         CASE WHEN $7::text = 'desc' THEN $6::bigint ELSE $5::bigint END, $8, $9, $10, $11, $12,
-        $13, $13)
+        $13, $13, $14)
 RETURNING id;
 
--- insert_backfill_claiming_key(id, workspace_id, subscription_id, chain_id, from_block, to_block, block_order, rescan, redeliver, labels, estimated_start_at, estimated_finish_at, created_at, key, fingerprint, response_status, response_headers, response_body, ttl_seconds) --
+-- insert_backfill_claiming_key(id, workspace_id, subscription_id, chain_id, from_block, to_block, block_order, rescan, redeliver, labels, estimated_start_at, estimated_finish_at, created_at, key, fingerprint, response_status, response_headers, response_body, ttl_seconds, follow) --
 -- `insert_backfill` and the Idempotency-Key's claim with the response (the 202 that
 -- names the request) in one statement, so one transaction without BEGIN and COMMIT:
 -- both rows exist or neither does. The key is claimed if nobody holds it, or over an
@@ -90,24 +92,32 @@ WITH claim AS (
 )
 INSERT INTO backfill_requests (id, workspace_id, subscription_id, chain_id, status, from_block,
                                to_block, block_order, cursor, rescan, redeliver, labels,
-                               estimated_start_at, estimated_finish_at, created_at, updated_at)
+                               estimated_start_at, estimated_finish_at, created_at, updated_at,
+                               follow)
 SELECT $1::uuid, $2::uuid, $3::uuid, $4::bigint, 'queued', $5::bigint, $6::bigint, $7::text,
        CASE WHEN $7::text = 'desc' THEN $6::bigint ELSE $5::bigint END, $8::boolean,
        $9::boolean, $10::jsonb, $11::timestamptz, $12::timestamptz, $13::timestamptz,
-       $13::timestamptz
+       $13::timestamptz, $20::boolean
 FROM claim
 RETURNING id;
 
 -- get_backfill(backfill_id, workspace_id) --
--- One request of a workspace, with the blocks it still has to scan (null: not planned yet).
+-- One request of a workspace, with the blocks it still has to scan (null: not planned
+-- yet); a follow request's lag behind the chain's safe head, in blocks and (at the
+-- chain's seconds per block) in seconds.
 SELECT id, subscription_id, chain_id, status, from_block, to_block, block_order, cursor,
        rescan, redeliver, labels, blocks_scanned, matches, new_matches, duplicate_matches,
        credits_charged, cu_spent, windows, error, estimated_start_at, estimated_finish_at,
        last_transient_error, last_transient_error_at, blocked_reason,
        created_at, started_at, finished_at, updated_at,
        (SELECT sum(upper(x) - lower(x)) FROM unnest(remaining) AS x)::bigint
-           AS remaining_blocks
+           AS remaining_blocks,
+       follow, lag.blocks AS lag_blocks, lag.blocks * cs.block_seconds AS lag_seconds
 FROM backfill_requests
+LEFT JOIN LATERAL (SELECT c.safe_head, c.block_seconds FROM chain_state c
+                   WHERE c.chain_id = backfill_requests.chain_id) cs ON true
+LEFT JOIN LATERAL (SELECT greatest(0, cs.safe_head - cursor + 1) AS blocks
+                   WHERE follow AND cursor IS NOT NULL AND status <> 'paused') lag ON true
 WHERE id = $1 AND workspace_id = $2;
 
 -- list_backfills(subscription_id, workspace_id, status, after_created_at, after_id, limit) --
@@ -118,8 +128,13 @@ SELECT id, subscription_id, chain_id, status, from_block, to_block, block_order,
        last_transient_error, last_transient_error_at, blocked_reason,
        created_at, started_at, finished_at, updated_at,
        (SELECT sum(upper(x) - lower(x)) FROM unnest(remaining) AS x)::bigint
-           AS remaining_blocks
+           AS remaining_blocks,
+       follow, lag.blocks AS lag_blocks, lag.blocks * cs.block_seconds AS lag_seconds
 FROM backfill_requests
+LEFT JOIN LATERAL (SELECT c.safe_head, c.block_seconds FROM chain_state c
+                   WHERE c.chain_id = backfill_requests.chain_id) cs ON true
+LEFT JOIN LATERAL (SELECT greatest(0, cs.safe_head - cursor + 1) AS blocks
+                   WHERE follow AND cursor IS NOT NULL AND status <> 'paused') lag ON true
 WHERE subscription_id = $1 AND workspace_id = $2
   AND ($3::text IS NULL OR status = $3)
   AND ($4::timestamptz IS NULL OR (created_at, id) < ($4::timestamptz, $5::uuid))
@@ -135,7 +150,7 @@ SELECT status FROM backfill_requests WHERE id = $1 AND workspace_id = $2;
 UPDATE backfill_requests
 SET status = 'paused', blocked_reason = NULL, updated_at = now()
 WHERE id = $1 AND workspace_id = $2
-  AND status IN ('queued', 'processing', 'paused_credits', 'blocked')
+  AND status IN ('queued', 'processing', 'following', 'paused_credits', 'blocked')
 RETURNING id;
 
 -- backfill_rules(backfill_id, workspace_id) --
@@ -162,7 +177,7 @@ UPDATE backfill_requests
 SET status = 'cancelled', cursor = NULL, blocked_reason = NULL, finished_at = now(),
     updated_at = now()
 WHERE id = $1 AND workspace_id = $2
-  AND status IN ('queued', 'processing', 'paused_credits', 'paused', 'blocked')
+  AND status IN ('queued', 'processing', 'following', 'paused_credits', 'paused', 'blocked')
 RETURNING id;
 
 -- retry_backfill(backfill_id, workspace_id) --

@@ -52,7 +52,7 @@ FOR UPDATE OF r;
 UPDATE backfill_requests r
 SET status = 'blocked', blocked_reason = b.reason, updated_at = now()
 FROM unnest($1::uuid[], $2::text[]) AS b (id, reason)
-WHERE r.id = b.id AND r.status IN ('queued', 'processing', 'paused_credits');
+WHERE r.id = b.id AND r.status IN ('queued', 'processing', 'following', 'paused_credits');
 
 -- own_stored_matches(subscription_ids, blocks, request_ids) --
 -- Matches already stored under these requests in these blocks: what a request
@@ -174,5 +174,6 @@ SET covered = subscription_coverage.covered + EXCLUDED.covered, updated_at = now
 -- A workspace ran out of credits: its runnable requests on this chain wait for a top-up.
 UPDATE backfill_requests
 SET status = 'paused_credits', updated_at = now()
-WHERE workspace_id = ANY($1::uuid[]) AND chain_id = $2 AND status IN ('queued', 'processing')
+WHERE workspace_id = ANY($1::uuid[]) AND chain_id = $2
+  AND status IN ('queued', 'processing', 'following')
 RETURNING id;

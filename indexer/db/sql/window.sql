@@ -65,9 +65,17 @@ SET lease_expires_at = window_started_at + make_interval(secs => $3),
 WHERE chain_id = $1 AND leader = $2;
 
 -- save_heads(chain_id, head, safe_head) --
--- The head and safe head read at the start of a window.
+-- The head and safe head read at the start of a window, and the chain's seconds per
+-- block learned from how far the head moved since it last moved (a moving average).
 UPDATE chain_state
-SET head = $2, safe_head = $3, head_updated_at = now(), updated_at = now()
+SET block_seconds = CASE
+        WHEN head IS NULL OR $2 <= head OR head_changed_at IS NULL THEN block_seconds
+        ELSE greatest(0.001, coalesce(block_seconds * 0.7, 0)
+                             + (CASE WHEN block_seconds IS NULL THEN 1 ELSE 0.3 END)
+                               * extract(epoch FROM now() - head_changed_at) / ($2 - head))
+        END,
+    head_changed_at = CASE WHEN head IS DISTINCT FROM $2 THEN now() ELSE head_changed_at END,
+    head = $2, safe_head = $3, head_updated_at = now(), updated_at = now()
 WHERE chain_id = $1;
 
 -- load_learned_range(chain_id) --
@@ -112,20 +120,27 @@ UPDATE backfill_requests r
 SET status = 'paused_credits', updated_at = now()
 FROM workspaces w
 WHERE w.id = r.workspace_id AND w.credits = 0
-  AND r.chain_id = $1 AND r.status IN ('queued', 'processing')
+  AND r.chain_id = $1 AND r.status IN ('queued', 'processing', 'following')
 RETURNING r.id;
 
--- refresh_runnable_requests(chain_id) --
--- Take the chain's runnable requests: subtract the coverage their subscription
+-- refresh_runnable_requests(chain_id, safe_head) --
+-- Take the chain's runnable requests: extend follow requests to the safe head `$2`
+-- (their range and what remains), subtract the coverage their subscription
 -- gained since (unless they rescan or redeliver: those scan covered blocks too),
--- finish those with nothing left to scan, resume paused_credits ones whose
--- workspace has credits again. A request whose plan no longer includes backfill
--- or whose subscription no longer stores events becomes `blocked` with the reason;
--- a blocked one whose rule holds again goes on. `resumed_for_credits`: the request
+-- finish those with nothing left to scan (a follow request is `following` instead,
+-- its cursor the next block), resume paused_credits ones whose workspace has
+-- credits again. A request whose plan no longer includes backfill or whose
+-- subscription no longer stores events becomes `blocked` with the reason; a blocked
+-- one whose rule holds again goes on. `resumed_for_credits`: the request
 -- waited for credits until now (its first block may hold matches it already paid).
 WITH runnable AS (
     SELECT r.id, r.status AS old_status,
+           CASE WHEN r.follow AND $2::bigint > r.to_block THEN $2::bigint
+                ELSE r.to_block END AS to_block,
            coalesce(r.remaining, int8multirange(int8range(r.from_block, r.to_block, '[]')))
+             + CASE WHEN r.follow AND $2::bigint > r.to_block
+                    THEN int8multirange(int8range(r.to_block + 1, $2::bigint, '[]'))
+                    ELSE '{}'::int8multirange END
              - CASE WHEN r.rescan OR r.redeliver THEN '{}'::int8multirange
                     ELSE coalesce(c.covered, '{}'::int8multirange) END AS remaining,
            backfill_blocked_reason(w.plan, p.backfill_enabled, s.stored_events) AS blocked_reason
@@ -135,18 +150,22 @@ WITH runnable AS (
     JOIN subscriptions s ON s.id = r.subscription_id
     LEFT JOIN subscription_coverage c ON c.subscription_id = r.subscription_id
     WHERE r.chain_id = $1
-      AND (r.status IN ('queued', 'processing', 'blocked')
+      AND (r.status IN ('queued', 'processing', 'following', 'blocked')
            OR (r.status = 'paused_credits' AND w.credits > 0))
     FOR UPDATE OF r
 )
 UPDATE backfill_requests r
-SET remaining = CASE WHEN runnable.blocked_reason IS NULL THEN runnable.remaining
+SET to_block = CASE WHEN runnable.blocked_reason IS NULL THEN runnable.to_block
+                    ELSE r.to_block END,
+    remaining = CASE WHEN runnable.blocked_reason IS NULL THEN runnable.remaining
                      ELSE r.remaining END,
     cursor = CASE WHEN runnable.blocked_reason IS NOT NULL THEN r.cursor
+                  WHEN isempty(runnable.remaining) AND r.follow THEN runnable.to_block + 1
                   WHEN isempty(runnable.remaining) THEN NULL
                   WHEN r.block_order = 'desc' THEN upper(runnable.remaining) - 1
                   ELSE lower(runnable.remaining) END,
     status = CASE WHEN runnable.blocked_reason IS NOT NULL THEN 'blocked'
+                  WHEN isempty(runnable.remaining) AND r.follow THEN 'following'
                   WHEN NOT isempty(runnable.remaining) THEN
                       CASE WHEN r.status = 'paused_credits' THEN 'processing'
                            WHEN r.status = 'blocked' AND r.started_at IS NULL THEN 'queued'
@@ -156,12 +175,14 @@ SET remaining = CASE WHEN runnable.blocked_reason IS NULL THEN runnable.remainin
                   ELSE 'completed' END,
     blocked_reason = runnable.blocked_reason,
     finished_at = CASE WHEN runnable.blocked_reason IS NULL AND isempty(runnable.remaining)
+                            AND NOT r.follow
                        THEN now() END,
     updated_at = now()
 FROM runnable
 WHERE r.id = runnable.id
 RETURNING r.id, r.workspace_id, r.subscription_id, r.status, r.block_order, r.remaining,
-          r.redeliver, r.created_at, runnable.old_status = 'paused_credits' AS resumed_for_credits;
+          r.redeliver, r.created_at, r.follow, r.to_block,
+          runnable.old_status = 'paused_credits' AS resumed_for_credits;
 
 -- load_window_subscriptions(subscription_ids) --
 -- Filters, webhooks and workspace settings of the subscriptions a window serves.
@@ -176,20 +197,20 @@ WHERE s.id = ANY($1::uuid[]);
 -- Provider trouble: the requests wait for the next window, with the error and its time shown.
 UPDATE backfill_requests
 SET last_transient_error = $2, last_transient_error_at = now(), updated_at = now()
-WHERE id = ANY($1::uuid[]) AND status IN ('queued', 'processing');
+WHERE id = ANY($1::uuid[]) AND status IN ('queued', 'processing', 'following');
 
 -- record_chain_transient_error(chain_id, error) --
 -- The chain itself is out of reach (its head cannot be read): every request that
 -- would have run waits, with the error and its time shown.
 UPDATE backfill_requests
 SET last_transient_error = $2, last_transient_error_at = now(), updated_at = now()
-WHERE chain_id = $1 AND status IN ('queued', 'processing');
+WHERE chain_id = $1 AND status IN ('queued', 'processing', 'following');
 
 -- fail_requests(request_ids, error) --
 -- A non-retryable error: the requests stop with a message the owner can act on.
 UPDATE backfill_requests
 SET status = 'failed', error = $2, cursor = NULL, finished_at = now(), updated_at = now()
-WHERE id = ANY($1::uuid[]) AND status IN ('queued', 'processing', 'paused_credits')
+WHERE id = ANY($1::uuid[]) AND status IN ('queued', 'processing', 'following', 'paused_credits')
 RETURNING id;
 
 -- count_request_window(request_ids) --
