@@ -51,7 +51,7 @@ class ChainSettings(BaseModel):
     # seen): a further call goes out only while the calls in flight are expected to
     # hold fewer (one call always may), and a call asks for fewer blocks than
     # max_block_range where the chain is so dense that one answer would bring more.
-    max_logs_in_flight: Annotated[int, Field(ge=1)] = 20_000
+    max_logs_in_flight: Annotated[int, Field(ge=1)] = 15_000
     # Matches one commit may find at most (its logs times the subscriptions served): a
     # bigger answer is committed in whole-block parts, so what is matched, staged and
     # written at once stays bounded whatever the call's size or the requests served.
