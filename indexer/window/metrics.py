@@ -32,3 +32,12 @@ WINDOW_DURATION = Histogram(
     ["chain_id"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
 )
+FOLLOW_LAG = Gauge(
+    "logfill_following_lag_blocks",
+    "Safe blocks not scanned yet by the chain's follow requests, the most behind of them "
+    "(0: all caught up), as the last window left them",
+    ["chain_id"],
+)
+FOLLOWING = Gauge(
+    "logfill_following_requests", "Follow requests a chain's last window served", ["chain_id"]
+)

@@ -63,6 +63,8 @@ class WindowStats:
     credits_charged: int = 0
     logs_fetched: int = 0
     logs_cached: int = 0  # read from the chain's log cache instead of the provider
+    following: int = 0  # follow requests the window served
+    lag_blocks: int | None = None  # the most behind of them, after the window
     error: str | None = None
     head: int | None = None
     safe_head: int | None = None
@@ -145,6 +147,8 @@ def _observe(report: WindowReport) -> None:
     metrics.LOGS_READ.labels(chain, "provider").inc(stats.logs_fetched)
     metrics.LOGS_READ.labels(chain, "cache").inc(stats.logs_cached)
     metrics.BUDGET_UTILISATION.labels(chain).set(report.cu_spent / max(1, report.budget_cu))
+    metrics.FOLLOWING.labels(chain).set(stats.following)
+    metrics.FOLLOW_LAG.labels(chain).set(stats.lag_blocks or 0)
     metrics.WINDOW_DURATION.labels(chain).observe(report.duration_s)
     log.info(
         "window_finished",
@@ -153,6 +157,8 @@ def _observe(report: WindowReport) -> None:
         budget_cu=report.budget_cu,
         **stats.figures(cu_spent=report.cu_spent, calls=report.calls),
         logs_cached=stats.logs_cached,
+        following=stats.following,
+        lag_blocks=stats.lag_blocks,
         duration_ms=round(report.duration_s * 1000),
     )
 
@@ -211,11 +217,22 @@ class Window:
             await self.scan(LogScanner(client, ranges, verify_above=verify_above), heads.safe_head)
             await save_learned_range(self.conn, self.chain_id, ranges)
             self.span = ranges.span
+        self.measure_lag(heads.safe_head)
         await queries.execute(
             self.conn, "count_request_window", request_ids=list(self.stats.served)
         )
         await self.update_estimates()
         await self.update_queue_depth()
+
+    def measure_lag(self, safe_head: int | None) -> None:
+        """How far behind the safe head the follow requests still running are."""
+        following = [r for r in self.requests.values() if r.follows]
+        self.stats.following = len(following)
+        if following and safe_head is not None:
+            self.stats.lag_blocks = max(
+                (max(0, safe_head - r.cursor + 1) for r in following if r.cursor is not None),
+                default=0,
+            )
 
     async def read_heads(self, client: RpcClient) -> Heads | None:
         """The chain's head and safe head, saved for the API and the tick's other

@@ -7,6 +7,7 @@ import asyncio
 import threading
 
 import asyncpg
+from prometheus_client import generate_latest
 
 from indexer.window.run import WindowReport
 from tests.support import anvil as chain
@@ -81,6 +82,10 @@ async def test_a_follow_request_keeps_up_with_a_mining_chain_until_cancelled(
         # Nothing new on the chain: a window spends only its head read.
         idle = await next_window(pool, settings)
         assert idle.cu_spent == 10 and idle.stats.new_matches == 0
+        assert (idle.stats.following, idle.stats.lag_blocks) == (1, 0)
+        metrics = generate_latest().decode()
+        assert 'logfill_following_lag_blocks{chain_id="1"} 0.0' in metrics
+        assert 'logfill_following_requests{chain_id="1"} 1.0' in metrics
 
         # New blocks after a cancel are not scanned.
         await conn.execute(
