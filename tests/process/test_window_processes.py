@@ -12,6 +12,7 @@ import asyncio
 import itertools
 import json
 import random
+import threading
 import time
 import uuid
 from collections import Counter
@@ -576,3 +577,89 @@ async def test_two_workers_woken_by_a_stream_of_requests_share_each_tick_budget(
     ticks = Counter(w.tick_started_at for w in windows)
     assert max(ticks.values()) >= 2, "no window ever followed another within its tick"
     assert sum(w.duplicate_matches for w in windows) == 0
+
+
+# --------------------------------------------------------------------------- follow mode
+
+
+async def test_kill_9_around_the_handoff_to_following_loses_and_repeats_nothing(
+    fresh_anvil: AnvilNode, conn: asyncpg.Connection, workers: Workers
+) -> None:
+    """Follow requests on a chain that keeps mining; the worker is killed at random
+    moments while they catch up and right after they first reach `following`. In the
+    end what is stored, charged and enqueued is what eth_getLogs holds up to the head,
+    once each."""
+    on = fill_two_emitters(fresh_anvil.url, 300, segments=1)  # 600 logs over 120 blocks
+    workspace = await make_workspace(conn, credits=CREDITS)
+    subscriptions, requests = {}, {}
+    for address in on.contracts:
+        subscription = await create_subscription(
+            conn, workspace, chain_id=CHAIN_ID, addresses=[address], webhook_url=WEBHOOK
+        )
+        subscriptions[address] = subscription
+        requests[address] = await create_backfill(conn, subscription, on.low, on.high, follow=True)
+    backfill = Backfill(workspace, subscriptions, requests)
+    configure_chain(workers, on.url, **CRASH_CONFIG)
+    rng = random.Random(CRASH_SEED + 1)
+
+    stop = threading.Event()
+
+    def keep_mining() -> None:
+        n = 0
+        while not stop.is_set():
+            chain.emit_transfer(on.url, on.contracts[n % 2], "0x" + "11" * 20, "0x" + "22" * 20, n)
+            n += 1
+            stop.wait(0.1)
+
+    miner = threading.Thread(target=keep_mining, daemon=True)
+    miner.start()
+
+    async def any_following() -> bool:
+        found: bool = await conn.fetchval(
+            "SELECT bool_or(status = 'following') FROM backfill_requests WHERE id = ANY($1)",
+            list(requests.values()),
+        )
+        return bool(found)
+
+    try:
+        for round_ in range(4):
+            worker = workers.start()
+            if round_ == 2:  # right at the handoff
+                await eventually(
+                    any_following, timeout=LEASE + 30, what="catching up", workers=workers
+                )
+            await asyncio.sleep(rng.uniform(0.3, 1.5))
+            Workers.kill(worker)
+        last = workers.start()
+        await asyncio.sleep(1)
+    finally:
+        stop.set()
+        await asyncio.to_thread(miner.join)
+    head = chain.block_number(on.url)
+
+    async def caught_up() -> bool:
+        rows = await conn.fetch(
+            "SELECT status, cursor FROM backfill_requests WHERE id = ANY($1)",
+            list(requests.values()),
+        )
+        return all(r["status"] == "following" and r["cursor"] == head + 1 for r in rows)
+
+    await eventually(caught_up, timeout=LEASE + 30, what="caught up with the head", workers=workers)
+    assert last.proc.poll() is None, last.output()
+    seen = await outcome(conn, backfill)
+    total = 0
+    for address, got in seen["contracts"].items():
+        expected = keys_of(chain.get_logs(on.url, on.low, head, address=address))
+        assert len(expected) > 300  # the history and what came while following
+        assert got["matches"] == expected
+        assert got["delivered_event_ids"] == Counter(
+            event_id(CHAIN_ID, block_hash, index) for block_hash, index in expected
+        )
+        request = got["request"]
+        assert request["new_matches"] == request["credits_charged"] == len(expected)
+        assert request["duplicate_matches"] == 0
+        assert request["blocks_scanned"] == head - on.low + 1
+        total += len(expected)
+    assert seen["credits"] == CREDITS - total
+    assert seen["ledger_backfill_total"] == -total
+    assert seen["deliveries_events"] == seen["deliveries_payload_events"] == total
