@@ -621,14 +621,29 @@ async def test_kill_9_around_the_handoff_to_following_loses_and_repeats_nothing(
         )
         return bool(found)
 
+    async def matches_count() -> int:
+        count: int = await conn.fetchval("SELECT count(*) FROM matches")
+        return count
+
     try:
         for round_ in range(4):
+            before = await matches_count()
             worker = workers.start()
-            if round_ == 2:  # right at the handoff
+
+            async def progressed(baseline: int = before) -> bool:
+                return await matches_count() > baseline
+
+            # Each incarnation commits something (the previous lease must run out first;
+            # the chain keeps bringing new matches), then dies at a random moment; one of
+            # them right after a request first reached `following`.
+            await eventually(
+                progressed, timeout=LEASE + 20, what="a worker commits", workers=workers
+            )
+            if round_ == 2:
                 await eventually(
                     any_following, timeout=LEASE + 30, what="catching up", workers=workers
                 )
-            await asyncio.sleep(rng.uniform(0.3, 1.5))
+            await asyncio.sleep(rng.uniform(0, 2 * TICK))
             Workers.kill(worker)
         last = workers.start()
         await asyncio.sleep(1)
