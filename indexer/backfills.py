@@ -128,21 +128,32 @@ def resolve_range(
     errors: list[FieldError] = []
     if low > high:
         errors.append(FieldError("/to_block", f"to_block {high} is before from_block {low}"))
-    elif high - low + 1 > max_blocks:
-        errors.append(
-            FieldError(
-                "/to_block",
-                f"the range spans {high - low + 1} blocks; your plan allows at most "
-                f"{max_blocks} blocks per request",
-            )
-        )
-    if head is not None and high > head:
-        errors.append(
-            FieldError("/to_block", f"block {high} is beyond the chain's known head {head}")
-        )
+    else:
+        errors += _within_plan(low, high, max_blocks, "/to_block", "the range")
+    errors += _known(high, head, "/to_block")
     if errors:
         raise InvalidFields(errors)
     return low, high
+
+
+def _within_plan(low: int, high: int, max_blocks: int, pointer: str, what: str) -> list[FieldError]:
+    """The plan's blocks per request, named at `pointer` if [low, high] spans more."""
+    if high - low + 1 <= max_blocks:
+        return []
+    return [
+        FieldError(
+            pointer,
+            f"{what} spans {high - low + 1} blocks; your plan allows at most "
+            f"{max_blocks} blocks per request",
+        )
+    ]
+
+
+def _known(block: int, head: int | None, pointer: str) -> list[FieldError]:
+    """A block past the chain's known head is refused (any, before a head is known)."""
+    if head is None or block <= head:
+        return []
+    return [FieldError(pointer, f"block {block} is beyond the chain's known head {head}")]
 
 
 def _follow_range(
@@ -161,18 +172,8 @@ def _follow_range(
     assert spec.from_block is not None
     low = spec.from_block
     high = max(low, safe_head) if safe_head is not None else low
-    if high - low + 1 > max_blocks:
-        errors.append(
-            FieldError(
-                "/from_block",
-                f"the blocks up to the safe head span {high - low + 1}; your plan allows at "
-                f"most {max_blocks} blocks per request (follow from a later block)",
-            )
-        )
-    if head is not None and low > head:
-        errors.append(
-            FieldError("/from_block", f"block {low} is beyond the chain's known head {head}")
-        )
+    errors += _within_plan(low, high, max_blocks, "/from_block", "following from here, the range")
+    errors += _known(low, head, "/from_block")
     if errors:
         raise InvalidFields(errors)
     return low, high

@@ -11,19 +11,13 @@ from tests.support.api import (
     Client,
     Tenant,
     body,
+    count_requests,
     create_subscription,
     expect_problem,
+    key_headers,
     make_tenant,
     serve,
 )
-
-
-def _headers(tenant: Tenant, key: str) -> dict[str, str]:
-    return {**tenant.headers, "Idempotency-Key": key}
-
-
-async def _count(conn: asyncpg.Connection) -> int:
-    return int(await conn.fetchval("SELECT count(*) FROM backfill_requests"))
 
 
 async def test_same_key_same_body_replays_the_first_response(
@@ -31,17 +25,17 @@ async def test_same_key_same_body_replays_the_first_response(
 ) -> None:
     sub = await create_subscription(client, tenant)
     payload = {"subscription_id": sub["id"], "from_block": 1, "to_block": 9, "labels": {"a": "b"}}
-    first = await client.post("/v1/backfill", json=payload, headers=_headers(tenant, "k-1"))
+    first = await client.post("/v1/backfill", json=payload, headers=key_headers(tenant, "k-1"))
     first_body = await first.read()
     assert first.status == 202
     # Same JSON with keys in another order: the same canonical body.
     reordered = dict(reversed(list(payload.items())))
-    again = await client.post("/v1/backfill", json=reordered, headers=_headers(tenant, "k-1"))
+    again = await client.post("/v1/backfill", json=reordered, headers=key_headers(tenant, "k-1"))
     assert again.status == 202
     assert again.headers["Idempotent-Replayed"] == "true"
     assert again.headers["Location"] == first.headers["Location"]
     assert await again.read() == first_body
-    assert await _count(conn) == 1
+    assert await count_requests(conn) == 1
 
 
 async def test_same_key_other_body_is_422(
@@ -49,12 +43,12 @@ async def test_same_key_other_body_is_422(
 ) -> None:
     sub = await create_subscription(client, tenant)
     payload = {"subscription_id": sub["id"], "from_block": 1}
-    await client.post("/v1/backfill", json=payload, headers=_headers(tenant, "k"))
+    await client.post("/v1/backfill", json=payload, headers=key_headers(tenant, "k"))
     other = {**payload, "from_block": 2}
-    response = await client.post("/v1/backfill", json=other, headers=_headers(tenant, "k"))
+    response = await client.post("/v1/backfill", json=other, headers=key_headers(tenant, "k"))
     data = await expect_problem(response, 422, "idempotency-key-reuse")
     assert "another request body" in data["detail"]
-    assert await _count(conn) == 1
+    assert await count_requests(conn) == 1
 
 
 async def test_twenty_concurrent_posts_with_one_key_create_one_request(
@@ -64,7 +58,7 @@ async def test_twenty_concurrent_posts_with_one_key_create_one_request(
     payload = {"subscription_id": sub["id"], "from_block": 1, "to_block": 1000}
 
     async def post() -> tuple[int, Any, str | None]:
-        response = await client.post("/v1/backfill", json=payload, headers=_headers(tenant, "c"))
+        response = await client.post("/v1/backfill", json=payload, headers=key_headers(tenant, "c"))
         return response.status, await body(response), response.headers.get("Idempotent-Replayed")
 
     results = await asyncio.gather(*(post() for _ in range(20)))
@@ -78,8 +72,8 @@ async def test_twenty_concurrent_posts_with_one_key_create_one_request(
             assert data["id"] == created_id
         else:
             assert data["type"].endswith("idempotency-key-in-flight")
-    assert await _count(conn) == 1
-    replay = await client.post("/v1/backfill", json=payload, headers=_headers(tenant, "c"))
+    assert await count_requests(conn) == 1
+    replay = await client.post("/v1/backfill", json=payload, headers=key_headers(tenant, "c"))
     assert replay.headers["Idempotent-Replayed"] == "true"
 
 
@@ -95,11 +89,13 @@ async def test_a_key_in_flight_answers_409(
             tenant.workspace_id,
             "busy",
         )
-        response = await client.post("/v1/backfill", json=payload, headers=_headers(tenant, "busy"))
+        response = await client.post(
+            "/v1/backfill", json=payload, headers=key_headers(tenant, "busy")
+        )
         await expect_problem(response, 409, "idempotency-key-in-flight")
-    response = await client.post("/v1/backfill", json=payload, headers=_headers(tenant, "busy"))
+    response = await client.post("/v1/backfill", json=payload, headers=key_headers(tenant, "busy"))
     assert response.status == 202
-    assert await _count(conn) == 1
+    assert await count_requests(conn) == 1
 
 
 async def test_an_expired_key_creates_a_new_request(
@@ -108,15 +104,15 @@ async def test_an_expired_key_creates_a_new_request(
     sub = await create_subscription(client, tenant)
     payload = {"subscription_id": sub["id"], "from_block": 1}
     first = await body(
-        await client.post("/v1/backfill", json=payload, headers=_headers(tenant, "e"))
+        await client.post("/v1/backfill", json=payload, headers=key_headers(tenant, "e"))
     )
     await conn.execute("UPDATE idempotency_keys SET expires_at = now() - interval '1 second'")
     other_body = {**payload, "from_block": 5}  # an expired key may even take another body
-    response = await client.post("/v1/backfill", json=other_body, headers=_headers(tenant, "e"))
+    response = await client.post("/v1/backfill", json=other_body, headers=key_headers(tenant, "e"))
     data = await body(response)
     assert response.status == 202 and "Idempotent-Replayed" not in response.headers
     assert data["id"] != first["id"]
-    assert await _count(conn) == 2
+    assert await count_requests(conn) == 2
     expiry = await conn.fetchval("SELECT expires_at - created_at FROM idempotency_keys")
     assert expiry.total_seconds() == 86400
 
@@ -128,7 +124,7 @@ async def test_key_lifetime_follows_the_setting(
     async with serve(database_url, idempotency_ttl_seconds=60) as short:
         sub = await create_subscription(short, tenant)
         payload = {"subscription_id": sub["id"], "from_block": 1}
-        await short.post("/v1/backfill", json=payload, headers=_headers(tenant, "ttl"))
+        await short.post("/v1/backfill", json=payload, headers=key_headers(tenant, "ttl"))
     expiry = await conn.fetchval("SELECT expires_at - created_at FROM idempotency_keys")
     assert expiry.total_seconds() == 60
 
@@ -138,9 +134,11 @@ async def test_keys_belong_to_a_workspace(client: Client, conn: asyncpg.Connecti
     for owner in (alice, bob):
         sub = await create_subscription(client, owner)
         payload = {"subscription_id": sub["id"], "from_block": 1}
-        response = await client.post("/v1/backfill", json=payload, headers=_headers(owner, "same"))
+        response = await client.post(
+            "/v1/backfill", json=payload, headers=key_headers(owner, "same")
+        )
         assert response.status == 202 and "Idempotent-Replayed" not in response.headers
-    assert await _count(conn) == 2
+    assert await count_requests(conn) == 2
 
 
 async def test_refusals_and_dry_runs_leave_the_key_unused(
@@ -148,13 +146,13 @@ async def test_refusals_and_dry_runs_leave_the_key_unused(
 ) -> None:
     sub = await create_subscription(client, tenant)
     bad = {"subscription_id": sub["id"], "from_block": 10, "to_block": 1}
-    response = await client.post("/v1/backfill", json=bad, headers=_headers(tenant, "fix-me"))
+    response = await client.post("/v1/backfill", json=bad, headers=key_headers(tenant, "fix-me"))
     await expect_problem(response, 422)
     dry = {"subscription_id": sub["id"], "from_block": 1, "to_block": 10, "dry_run": True}
-    response = await client.post("/v1/backfill", json=dry, headers=_headers(tenant, "fix-me"))
+    response = await client.post("/v1/backfill", json=dry, headers=key_headers(tenant, "fix-me"))
     assert response.status == 200
     good = {"subscription_id": sub["id"], "from_block": 1, "to_block": 10}
-    response = await client.post("/v1/backfill", json=good, headers=_headers(tenant, "fix-me"))
+    response = await client.post("/v1/backfill", json=good, headers=key_headers(tenant, "fix-me"))
     assert response.status == 202 and "Idempotent-Replayed" not in response.headers
     assert await conn.fetchval("SELECT count(*) FROM idempotency_keys") == 1
 
@@ -167,5 +165,7 @@ async def test_key_format_is_checked(client: Client, tenant: Tenant) -> None:
         response = await client.post("/v1/backfill", json=payload, headers=headers)
         data = await expect_problem(response, 400, "invalid-idempotency-key")
         assert data["errors"][0]["header"] == "Idempotency-Key"
-    response = await client.post("/v1/backfill", json=payload, headers=_headers(tenant, "~" * 255))
+    response = await client.post(
+        "/v1/backfill", json=payload, headers=key_headers(tenant, "~" * 255)
+    )
     assert response.status == 202

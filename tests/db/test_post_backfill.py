@@ -25,18 +25,12 @@ from tests.support.api import (
     Tenant,
     api_settings,
     body,
+    count_requests,
     create_subscription,
+    key_headers,
     make_tenant,
     serve,
 )
-
-
-def _headers(tenant: Tenant, key: str) -> dict[str, str]:
-    return {**tenant.headers, "Idempotency-Key": key}
-
-
-async def _count(conn: asyncpg.Connection) -> int:
-    return int(await conn.fetchval("SELECT count(*) FROM backfill_requests"))
 
 
 async def test_a_fresh_key_takes_two_statements_and_no_transaction(
@@ -46,14 +40,14 @@ async def test_a_fresh_key_takes_two_statements_and_no_transaction(
     async with serve(database_url, db_pool_min_size=1, db_pool_max_size=1) as client:
         sub = await create_subscription(client, tenant)  # the API key is cached from here on
         payload = {"subscription_id": sub["id"], "from_block": 1, "to_block": 9}
-        for headers in (_headers(tenant, "warm"), tenant.headers):  # asyncpg's first prepare of
+        for headers in (key_headers(tenant, "warm"), tenant.headers):  # asyncpg's first prepare of
             await client.post("/v1/backfill", json=payload, headers=headers)  # each introspects
         sent: list[str] = []
         assert client.app is not None
         async with client.app[POOL].acquire() as pooled:  # the pool's one connection
             pooled.add_query_logger(lambda logged: sent.append(logged.query))
 
-        created = await client.post("/v1/backfill", json=payload, headers=_headers(tenant, "f"))
+        created = await client.post("/v1/backfill", json=payload, headers=key_headers(tenant, "f"))
         assert created.status == 202
         assert sent == [
             QUERIES["backfill_context"].sql,
@@ -61,7 +55,7 @@ async def test_a_fresh_key_takes_two_statements_and_no_transaction(
         ]
 
         sent.clear()
-        replayed = await client.post("/v1/backfill", json=payload, headers=_headers(tenant, "f"))
+        replayed = await client.post("/v1/backfill", json=payload, headers=key_headers(tenant, "f"))
         assert replayed.headers["Idempotent-Replayed"] == "true"
         assert sent == [QUERIES["backfill_context"].sql]
 
@@ -86,7 +80,7 @@ async def test_the_202_is_the_request_as_read_back_byte_for_byte(
         "order": "desc",
         "rescan": True,
     }
-    headers = tenant.headers if key is None else _headers(tenant, key)
+    headers = tenant.headers if key is None else key_headers(tenant, key)
     created = await client.post("/v1/backfill", json=payload, headers=headers)
     first = await created.read()
     assert created.status == 202, first
@@ -115,18 +109,18 @@ async def test_a_key_taken_after_the_read_creates_nothing_and_an_expired_one_is_
     assert idempotency.stored_response(context, b"x" * 32) is None  # free when read
 
     payload = {"subscription_id": sub["id"], "from_block": 1, "to_block": 10}
-    winner = await client.post("/v1/backfill", json=payload, headers=_headers(tenant, "race"))
+    winner = await client.post("/v1/backfill", json=payload, headers=key_headers(tenant, "race"))
     assert winner.status == 202  # another request took the key in between
 
     row = backfills.new_backfill(tenant.workspace_id, spec, chains, context, now=context["now"])
     claim = Claim("race", b"x" * 32, 60).columns(StoredResponse(202, b"{}", {}))
     with pytest.raises(IdempotencyKeyInFlight):
         await backfills.insert_backfill(conn, row, claim)
-    assert await _count(conn) == 1
+    assert await count_requests(conn) == 1
 
     await conn.execute("UPDATE idempotency_keys SET expires_at = now() - interval '1 second'")
     await backfills.insert_backfill(conn, row, claim)
-    assert await _count(conn) == 2
+    assert await count_requests(conn) == 2
     key = await conn.fetchrow("SELECT * FROM idempotency_keys")
     assert key is not None and key["backfill_request_id"] == row["id"]
     assert (key["expires_at"] - key["created_at"]).total_seconds() == 60
@@ -148,7 +142,7 @@ async def test_a_subscription_deleted_after_the_read_is_404_and_leaves_the_key_u
     for with_claim in (claim, None):
         with pytest.raises(NotFound):
             await backfills.insert_backfill(conn, row, with_claim)
-    assert await _count(conn) == 0
+    assert await count_requests(conn) == 0
     assert await conn.fetchval("SELECT count(*) FROM idempotency_keys") == 0
 
 
@@ -157,12 +151,12 @@ async def test_concurrent_posts_on_an_expired_key_create_one_request(
 ) -> None:
     sub = await create_subscription(client, tenant)
     payload = {"subscription_id": sub["id"], "from_block": 1, "to_block": 1000}
-    first = await client.post("/v1/backfill", json=payload, headers=_headers(tenant, "x"))
+    first = await client.post("/v1/backfill", json=payload, headers=key_headers(tenant, "x"))
     assert first.status == 202
     await conn.execute("UPDATE idempotency_keys SET expires_at = now() - interval '1 second'")
 
     async def post() -> tuple[int, Any, str | None]:
-        response = await client.post("/v1/backfill", json=payload, headers=_headers(tenant, "x"))
+        response = await client.post("/v1/backfill", json=payload, headers=key_headers(tenant, "x"))
         return response.status, await body(response), response.headers.get("Idempotent-Replayed")
 
     results = await asyncio.gather(*(post() for _ in range(20)))
@@ -170,7 +164,7 @@ async def test_concurrent_posts_on_an_expired_key_create_one_request(
     firsts = [data for status, data, replayed in results if status == 202 and replayed is None]
     assert len(firsts) == 1
     assert all(data["id"] == firsts[0]["id"] for status, data, _ in results if status == 202)
-    assert await _count(conn) == 2
+    assert await count_requests(conn) == 2
 
 
 def _scans(plan: dict[str, Any], relation: str) -> list[dict[str, Any]]:

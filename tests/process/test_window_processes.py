@@ -123,8 +123,9 @@ class Backfill:
     requests: dict[str, uuid.UUID]  # contract address -> its request over the whole range
 
 
-async def queue_backfill(conn: asyncpg.Connection, on: Chain) -> Backfill:
-    """One workspace; per contract a webhook subscription and one request over everything."""
+async def queue_backfill(conn: asyncpg.Connection, on: Chain, *, follow: bool = False) -> Backfill:
+    """One workspace; per contract a webhook subscription and one request over everything
+    (that goes on following the chain, with `follow`)."""
     workspace = await make_workspace(conn, credits=CREDITS)
     subscriptions, requests = {}, {}
     for address in on.contracts:
@@ -132,7 +133,9 @@ async def queue_backfill(conn: asyncpg.Connection, on: Chain) -> Backfill:
             conn, workspace, chain_id=CHAIN_ID, addresses=[address], webhook_url=WEBHOOK
         )
         subscriptions[address] = subscription
-        requests[address] = await create_backfill(conn, subscription, on.low, on.high)
+        requests[address] = await create_backfill(
+            conn, subscription, on.low, on.high, follow=follow
+        )
     return Backfill(workspace, subscriptions, requests)
 
 
@@ -590,15 +593,8 @@ async def test_kill_9_around_the_handoff_to_following_loses_and_repeats_nothing(
     end what is stored, charged and enqueued is what eth_getLogs holds up to the head,
     once each."""
     on = fill_two_emitters(fresh_anvil.url, 300, segments=1)  # 600 logs over 120 blocks
-    workspace = await make_workspace(conn, credits=CREDITS)
-    subscriptions, requests = {}, {}
-    for address in on.contracts:
-        subscription = await create_subscription(
-            conn, workspace, chain_id=CHAIN_ID, addresses=[address], webhook_url=WEBHOOK
-        )
-        subscriptions[address] = subscription
-        requests[address] = await create_backfill(conn, subscription, on.low, on.high, follow=True)
-    backfill = Backfill(workspace, subscriptions, requests)
+    backfill = await queue_backfill(conn, on, follow=True)
+    requests = backfill.requests
     configure_chain(workers, on.url, **CRASH_CONFIG)
     rng = random.Random(CRASH_SEED + 1)
 

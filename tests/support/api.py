@@ -105,6 +105,15 @@ async def create_backfill(
     return dict(data)
 
 
+def key_headers(tenant: Tenant, key: str) -> dict[str, str]:
+    """The tenant's headers with an Idempotency-Key."""
+    return {**tenant.headers, "Idempotency-Key": key}
+
+
+async def count_requests(conn: asyncpg.Connection) -> int:
+    return int(await conn.fetchval("SELECT count(*) FROM backfill_requests"))
+
+
 async def set_head(conn: asyncpg.Connection, head: int, safe_head: int | None = None) -> None:
     await conn.execute(
         "INSERT INTO chain_state (chain_id, head, safe_head) VALUES ($1, $2, $3)"
