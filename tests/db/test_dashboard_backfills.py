@@ -460,6 +460,28 @@ async def test_the_live_part_is_final_once_the_request_is_terminal(
         assert "does not store events" in by_testid(fragment, "blocked")
 
 
+async def test_a_follow_request_says_it_follows_and_how_far_behind_it_is(
+    owner: Owner, conn: asyncpg.Connection
+) -> None:
+    backfill_id = await request_in(conn, owner.subscription_id, "following")
+    await conn.execute(
+        "INSERT INTO chain_state (chain_id, head, safe_head, block_seconds)"
+        " VALUES (1, 215, 203, 12) ON CONFLICT (chain_id) DO UPDATE"
+        " SET head = 215, safe_head = 203, block_seconds = 12"
+    )
+    fragment = await (await owner.client.get(f"/dashboard/requests/{backfill_id}/live")).text()
+    shown = by_testid(fragment, "following")
+    assert "Follows the chain" in shown
+    assert "Behind the safe head by 3 blocks (about 36 s)" in shown  # cursor 201, safe 203
+    await conn.execute(
+        "UPDATE backfill_requests SET status = 'cancelled', cursor = NULL, finished_at = now()"
+        " WHERE id = $1",
+        backfill_id,
+    )
+    fragment = await (await owner.client.get(f"/dashboard/requests/{backfill_id}/live")).text()
+    assert 'data-testid="following"' not in fragment
+
+
 async def test_the_live_part_shows_the_last_provider_trouble_and_when(
     owner: Owner, conn: asyncpg.Connection
 ) -> None:
