@@ -94,6 +94,13 @@ async def _backfill_create(client: ApiClient, args: argparse.Namespace) -> int:
             f"{b['estimated_calls']} calls, {b['estimated_cu']} CU, "
             f"~{b['estimated_windows']} windows, finishing ~{b['estimated_finish_at']}\n"
         )
+        if args.to_block == "follow":
+            per_hour = b.get("following_cu_per_hour")
+            text += (
+                f"then following: ~{per_hour:,} CU an hour at the chain's recent pace\n"
+                if per_hour is not None
+                else "then following: CU an hour unknown until a worker has seen the chain move\n"
+            )
     else:
         replay = " (replayed: this key already created it)" if created.replayed else ""
         text = f"accepted{replay}\n" + _describe_backfill(b)

@@ -64,6 +64,16 @@ def test_dry_run_estimates_and_creates_nothing(cli: Any, live: Live) -> None:
     assert history["items"] == []
 
 
+def test_a_follow_dry_run_says_what_following_will_cost(cli: Any, live: Live) -> None:
+    ran = cli(
+        "create", "--subscription", live.subscription_id, "--from", "100", "--to", "follow",
+        "--dry-run",
+    )  # fmt: skip
+    assert ran.code == 0, ran.err
+    assert ran.out.startswith("dry run: 1 blocks")  # no safe head known yet: from_block
+    assert "then following: CU an hour unknown until a worker has seen the chain move" in ran.out
+
+
 def test_status_list_pause_resume_cancel(cli: Any, live: Live) -> None:
     backfill_id = orjson.loads(_create(cli, live, "--order", "desc", "--json").out)["id"]
 
