@@ -29,6 +29,26 @@ DEFAULT_METHOD_CU = 10
 
 PostgresUrl = Annotated[str, Field(pattern=r"^postgres(ql)?://")]
 
+# Where a chain's safe head is, for the chains logfill knows, when its settings give
+# neither `confirmations` nor `use_finalized_tag` (README, "Chain defaults"). Scanning
+# only up to the safe head is what keeps reorgs out of stored matches, so chains with
+# a finality gadget use its "finalized" block; other chains keep 12 confirmations.
+KNOWN_CHAINS: dict[int, dict[str, object]] = {
+    1: {
+        "use_finalized_tag": True
+    },  # Ethereum: 2 epochs (~13 min); reverting it slashes 1/3 of stake
+    11155111: {"use_finalized_tag": True},  # Sepolia
+    17000: {"use_finalized_tag": True},  # Holesky
+    560048: {"use_finalized_tag": True},  # Hoodi
+    10: {"use_finalized_tag": True},  # OP Mainnet: its batch is in a finalized L1 block
+    8453: {"use_finalized_tag": True},  # Base (OP Stack), likewise
+    42161: {"use_finalized_tag": True},  # Arbitrum One, likewise
+    137: {"use_finalized_tag": True},  # Polygon PoS: milestones finalize in seconds to minutes
+    56: {"use_finalized_tag": True},  # BNB Smart Chain: fast finality votes
+    31337: {"confirmations": 0},  # anvil, hardhat: one local node, no reorgs
+    1337: {"confirmations": 0},  # geth --dev, ganache
+}
+
 
 class ChainSettings(BaseModel):
     """How one chain is reached and how much a window may spend on it."""
@@ -165,6 +185,18 @@ class Settings(BaseSettings):
     # Local development, the demo and tests only: allow http:// and loopback/private
     # targets (cloud metadata addresses stay refused).
     webhook_allow_private: bool = False
+
+    @field_validator("chains")
+    @classmethod
+    def _known_chain_defaults(cls, chains: dict[int, ChainSettings]) -> dict[int, ChainSettings]:
+        """A known chain whose settings say nothing of its safe head gets its default."""
+        return {
+            chain_id: chain.model_copy(update=KNOWN_CHAINS[chain_id])
+            if chain_id in KNOWN_CHAINS
+            and not {"confirmations", "use_finalized_tag"} & chain.model_fields_set
+            else chain
+            for chain_id, chain in chains.items()
+        }
 
     @field_validator("webhook_retry_schedule", mode="before")
     @classmethod

@@ -34,8 +34,10 @@ Client = TestClient[web.Request, web.Application]
 
 
 def api_settings(**overrides: Any) -> Settings:
-    """One configured chain (never called: the API does not talk to chains)."""
-    chains = {CHAIN_ID: ChainSettings.model_validate({"rpc_url": "http://127.0.0.1:9"})}
+    """One configured chain (never called: the API does not talk to chains), 12
+    confirmations given (chain 1's own default is the finalized tag)."""
+    chain = {"rpc_url": "http://127.0.0.1:9", "confirmations": 12}
+    chains = {CHAIN_ID: ChainSettings.model_validate(chain)}
     return Settings(_env_file=None, chains=chains, **overrides)  # type: ignore[call-arg]
 
 

@@ -35,6 +35,25 @@ def test_chains_come_from_a_json_mapping(monkeypatch: pytest.MonkeyPatch) -> Non
     assert (anvil.confirmations, anvil.tick_seconds) == (0, 1.0)
 
 
+def test_known_chains_default_to_their_finality_and_a_setting_given_wins(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(
+        "LOGFILL_CHAINS",
+        '{"1": {"rpc_url": "https://eth.example"},'
+        ' "8453": {"rpc_url": "https://base.example", "confirmations": 30},'
+        ' "31337": {"rpc_url": "http://127.0.0.1:8545"},'
+        ' "999999": {"rpc_url": "https://other.example"}}',
+    )
+    chains = load_settings().chains
+    ethereum, base, anvil, unknown = chains[1], chains[8453], chains[31337], chains[999999]
+    assert ethereum.use_finalized_tag is True
+    assert ethereum.head_read_cu() == 10 + 20  # eth_blockNumber and the finalized block
+    assert (base.use_finalized_tag, base.confirmations) == (False, 30)  # as given
+    assert (anvil.use_finalized_tag, anvil.confirmations) == (False, 0)
+    assert (unknown.use_finalized_tag, unknown.confirmations) == (False, 12)
+
+
 def test_defaults_need_no_configuration() -> None:
     settings = load_settings()
     assert settings.database_url is None  # the embedded PostgreSQL
