@@ -207,6 +207,30 @@ async def test_estimate_shows_the_dry_run_figures_and_creates_nothing(
     assert await requests_of(conn, owner.tenant.workspace_id) == []
 
 
+async def test_a_follow_estimate_says_what_an_hour_of_following_costs(
+    owner: Owner, conn: asyncpg.Connection
+) -> None:
+    await conn.execute(
+        "INSERT INTO chain_state (chain_id, head, safe_head) VALUES (1, 1000, 988)"
+        " ON CONFLICT (chain_id) DO UPDATE SET head = 1000, safe_head = 988"
+    )
+    fields = {"from_block": "900", "to_block": "follow"}
+    unknown = await (await owner.send(fields, action="estimate")).text()
+    assert by_testid(unknown, "estimate-blocks") == "89"
+    assert "unknown until a worker has seen the chain move" in by_testid(
+        unknown, "estimate-following"
+    )
+    await conn.execute("UPDATE chain_state SET block_seconds = 12 WHERE chain_id = 1")
+    known = await (await owner.send(fields, action="estimate")).text()
+    # 300 blocks an hour, at most one a 5 s window: 300 verified calls of 80 CU.
+    assert by_testid(known, "estimate-following") == (
+        "about 24,000 CU an hour, at the chain's recent pace"
+    )
+    bounded = await (await owner.send({"from_block": "900", "to_block": "950"}, "estimate")).text()
+    assert 'data-testid="estimate-following"' not in bounded
+    assert await requests_of(conn, owner.tenant.workspace_id) == []
+
+
 async def test_queue_creates_the_request_and_its_page_shows_the_id_and_window_start(
     owner: Owner, conn: asyncpg.Connection
 ) -> None:
