@@ -290,6 +290,11 @@ class Backfill(BaseModel):
     matches: int
     new_matches: int
     duplicate_matches: int
+    matches_removed: int = Field(
+        description="Its stored matches a reorg below the safe head orphaned: removed "
+        "from the events, refunded (a `reorg_refund` ledger line) and announced with a "
+        "`backfill.matches.removed` webhook; the blocks were scanned again."
+    )
     credits_charged: int
     cu_spent: int
     windows: int

@@ -56,6 +56,7 @@ def backfill(row: Row) -> Backfill:
         matches=row["matches"],
         new_matches=row["new_matches"],
         duplicate_matches=row["duplicate_matches"],
+        matches_removed=row["matches_removed"],
         credits_charged=row["credits_charged"],
         cu_spent=row["cu_spent"],
         windows=row["windows"],

@@ -84,8 +84,9 @@ def following_cu_per_hour(
 ) -> int | None:
     """CU an hour of following costs: each window with new safe blocks makes at least
     one verified eth_getLogs call, and as many as the new blocks need at the span the
-    chain's density allows (`max_logs_in_flight` over the calls in flight). The head
-    read is the window's, paid whether or not anything follows."""
+    chain's density allows (`max_logs_in_flight` over the calls in flight), and reads
+    two recorded blocks again (the reorg check). The head read is the window's, paid
+    whether or not anything follows."""
     if block_seconds is None:
         return None
     blocks_per_hour = 3600 / block_seconds
@@ -94,9 +95,13 @@ def following_cu_per_hour(
         per_call = chain.max_logs_in_flight / chain.max_calls_in_flight
         span = max(1, min(span, int(per_call / logs_per_block)))
     windows_per_hour = 3600 / chain.tick_seconds
-    calls = max(min(windows_per_hour, blocks_per_hour), blocks_per_hour / span)
-    verify = chain.cu_cost("eth_getBlockByNumber") if chain.verify_depth_blocks else 0
-    return math.ceil(calls * (chain.cu_cost("eth_getLogs") + verify))
+    windows = min(windows_per_hour, blocks_per_hour)  # those with a new safe block
+    calls = max(windows, blocks_per_hour / span)
+    verified = chain.verify_depth_blocks or chain.reorg_zone()
+    verify = chain.cu_cost("eth_getBlockByNumber") if verified else 0
+    return math.ceil(
+        calls * (chain.cu_cost("eth_getLogs") + verify) + windows * chain.reorg_check_cu()
+    )
 
 
 def not_found(backfill_id: uuid.UUID) -> NotFound:
@@ -267,9 +272,7 @@ def _estimate(
         call_cu=call_cu,
         window_cu=chain.window_budget_cu,
         head_cu=head_cu,
-        verified_calls=verified_calls(
-            intervals.subtract_all(wanted, cache), span, ctx["head"], chain.verify_depth_blocks
-        ),
+        verified_calls=verified_calls(intervals.subtract_all(wanted, cache), span, ctx, chain),
         verify_cu=chain.cu_cost("eth_getBlockByNumber"),
     )
     calls_before = (ctx["queue_calls"] or 0) + sum(
@@ -296,14 +299,21 @@ def _estimate(
     )
 
 
-def verified_calls(to_scan: Blocks, span: int, head: int | None, depth: int) -> int:
-    """Calls that will be verified (they end within `depth` blocks of the head), at
-    most: those over the blocks above `head - depth`, and the one that crosses it."""
-    if not depth or head is None or not to_scan:
+def verified_calls(to_scan: Blocks, span: int, ctx: asyncpg.Record, chain: ChainSettings) -> int:
+    """Calls that will be verified (they end within `chain.verified_depth` blocks of the
+    head), at most: those over the blocks above that depth, and the one that crosses it.
+    A window that makes them also pays the reorg check (`reorg_check_cu`, two headers),
+    counted here as two more verifications per call: an upper bound."""
+    head = ctx["head"]
+    if head is None or not to_scan:
+        return 0
+    depth = chain.verified_depth(head, ctx["safe_head"])
+    if not depth:
         return 0
     near = intervals.size(intervals.intersect(to_scan, head - depth + 1, to_scan[-1][1]))
     crossing = 1 if 0 < near < intervals.size(to_scan) else 0
-    return calls_for(near, span) + crossing
+    calls = calls_for(near, span) + crossing
+    return calls * (3 if chain.reorg_check_cu() and calls else 1)
 
 
 def cached_blocks(ctx: asyncpg.Record) -> Blocks:
@@ -359,6 +369,7 @@ def new_backfill(
         "matches": 0,
         "new_matches": 0,
         "duplicate_matches": 0,
+        "matches_removed": 0,
         "credits_charged": 0,
         "cu_spent": 0,
         "windows": 0,

@@ -86,6 +86,16 @@ class ChainSettings(BaseModel):
     # call). Providers balance calls over nodes, and a node behind answers blocks it
     # has not seen with []. 0: never verify.
     verify_depth_blocks: Annotated[int, Field(ge=0)] = 1000
+    # Reorgs deeper than the safe head (docs/architecture.md, "Reorgs"): calls ending
+    # within this many blocks below the safe head are verified too, their last
+    # block's header recorded, and each window that scans reads the recorded ones
+    # again (20 CU a block, one batch). None: twice `confirmations`, at least 64
+    # (the blocks since the last finalized one, with the finalized tag). 0: no checks.
+    reorg_check_blocks: Annotated[int | None, Field(ge=0)] = None
+    # A reorg replacing more blocks than this stops the chain's windows (error log,
+    # `logfill_chain_halted`, the requests' `last_transient_error`) until an
+    # operator runs `logfill admin chain resume`.
+    max_reorg_depth: PositiveInt = 256
 
     @field_validator("cu_weights")
     @classmethod
@@ -95,6 +105,25 @@ class ChainSettings(BaseModel):
 
     def cu_cost(self, method: str) -> int:
         return self.cu_weights.get(method, DEFAULT_METHOD_CU)
+
+    def reorg_zone(self) -> int:
+        """How many blocks below the safe head are checked for reorgs (0: none)."""
+        if self.reorg_check_blocks is not None:
+            return self.reorg_check_blocks
+        return max(2 * self.confirmations, 64)
+
+    def verified_depth(self, head: int, safe_head: int | None) -> int:
+        """Calls ending within this many blocks of `head` are verified (0: none): near
+        the head (`verify_depth_blocks`) and in the reorg check zone."""
+        depth = self.verify_depth_blocks
+        if self.reorg_zone() and safe_head is not None:
+            depth = max(depth, head - safe_head + self.reorg_zone())
+        return depth
+
+    def reorg_check_cu(self) -> int:
+        """What a window that scans near the safe head usually pays for the reorg check:
+        the newest block checked before and the newest recorded since (0: no checks)."""
+        return 2 * self.cu_cost("eth_getBlockByNumber") if self.reorg_zone() else 0
 
     def head_read_cu(self) -> int:
         """What a window pays to read the heads, once per window."""

@@ -1,4 +1,5 @@
-"""`logfill admin ...`: the operator's commands (workspaces, API keys, credits, plans).
+"""`logfill admin ...`: the operator's commands (workspaces, API keys, credits, plans,
+chains).
 
 They are not part of the HTTP API, which only ever acts for one workspace: they
 need database access, apply pending migrations first, and print their answer
@@ -18,7 +19,9 @@ import asyncpg
 from api.cli.database import Command, apply_migrations, on_database, print_json
 from indexer import accounts
 from indexer.db.pool import connect
+from indexer.outbox.enqueue import OutboxLimits
 from indexer.settings import Settings
+from indexer.store import reorg
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -40,6 +43,15 @@ def _admin(action: Action) -> Command:
 
         print_json(on_database(settings, work))
         return 0
+
+    return command
+
+
+def _admin_with_settings(make: Callable[[Settings], Action]) -> Command:
+    """An admin command whose action needs the settings (outbox limits)."""
+
+    def command(settings: Settings, args: argparse.Namespace) -> int:
+        return _admin(make(settings))(settings, args)
 
     return command
 
@@ -91,6 +103,18 @@ async def _plan_set(conn: asyncpg.Connection, args: argparse.Namespace) -> objec
     return {"workspace_id": str(workspace_id), "plan": plan}
 
 
+async def _chain_show(conn: asyncpg.Connection, args: argparse.Namespace) -> object:
+    return await reorg.chain_status(conn, args.chain_id)
+
+
+def _chain_resume(settings: Settings) -> Action:
+    async def action(conn: asyncpg.Connection, args: argparse.Namespace) -> object:
+        limits = OutboxLimits.from_settings(settings)
+        return await reorg.resume_chain(conn, args.chain_id, limits, rescan_from=args.rescan_from)
+
+    return action
+
+
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     admin = commands.add_parser("admin", help="operator commands (print JSON on stdout)")
     groups = admin.add_subparsers(dest="group", required=True, metavar="GROUP")
@@ -126,6 +150,34 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     set_plan.add_argument("--workspace", required=True, help="workspace id")
     set_plan.add_argument("--plan", required=True, help="plan name")
     set_plan.set_defaults(func=_admin(_plan_set))
+
+    _add_chain_parsers(groups)
+
+
+def _add_chain_parsers(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    chain = groups.add_parser("chain", help="see a chain's state; resume one a deep reorg stopped")
+    actions = chain.add_subparsers(dest="action", required=True, metavar="ACTION")
+    show = actions.add_parser(
+        "show", help="heads, the last reorg check, why the windows are stopped, the last reorg"
+    )
+    show.add_argument("chain_id", type=int, help="chain id")
+    show.set_defaults(func=_admin(_chain_show))
+    resume = actions.add_parser(
+        "resume",
+        help="let the windows of a chain stopped by a deep reorg run again",
+        description=(
+            "A reorg deeper than the chain's max_reorg_depth stops its windows and removes"
+            " nothing. Once you know where the fork is (or that the provider was wrong),"
+            " resume: with --rescan-from BLOCK, the matches from BLOCK on are removed and"
+            " refunded (a backfill.matches.removed webhook each), and the requests scan"
+            " those blocks again; without it the windows check the chain again as it is."
+        ),
+    )
+    resume.add_argument("chain_id", type=int, help="chain id")
+    resume.add_argument(
+        "--rescan-from", type=int, metavar="BLOCK", help="the first block the reorg replaced"
+    )
+    resume.set_defaults(func=_admin_with_settings(_chain_resume))
 
 
 REVOKE_DESCRIPTION = (

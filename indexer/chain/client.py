@@ -52,15 +52,26 @@ _ANY_DECODER = msgspec.json.Decoder(list[_Answer[Any]] | _Answer[Any])
 _LOGS_DECODER = msgspec.json.Decoder(list[_Answer[list[WireLog]]] | _Answer[list[WireLog]])
 
 
-class _Header(msgspec.Struct, gc=False):
-    """What a verified eth_getLogs reads of its last block (eth_getBlockByNumber)."""
+class _Header(msgspec.Struct, rename="camel", gc=False):
+    """What logfill reads of a block header (eth_getBlockByNumber)."""
 
     hash: str
     number: str
+    parent_hash: str = ""
 
 
 _VERIFIED_LOGS_DECODER = msgspec.json.Decoder(list[_Answer[list[WireLog] | _Header]])
+_HEADERS_DECODER = msgspec.json.Decoder(list[_Answer[_Header]] | _Answer[_Header])
 _ENCODER = msgspec.json.Encoder()
+
+
+@dataclass(frozen=True)
+class BlockRef:
+    """A block as its header names it: number, hash and parent hash (0x hex)."""
+
+    number: int
+    hash: str
+    parent_hash: str
 
 
 @dataclass(frozen=True)
@@ -97,32 +108,50 @@ class RpcClient:
             yield cls(str(chain.rpc_url), session, chain, **kwargs)
 
     async def get_logs(
-        self,
-        log_filter: LogFilter,
-        from_block: int,
-        to_block: int,
-        budget: WindowBudget,
-        *,
-        verify: bool = False,
+        self, log_filter: LogFilter, from_block: int, to_block: int, budget: WindowBudget
     ) -> list[Log]:
-        """The filter's logs in the blocks. With `verify`, the same batch asks for the
-        last block: if the node answering has not seen it, its `[]` or short answer
-        is not trusted but asked again (`NodeBehind`, retried like any transient
-        error, then left to the next window)."""
+        """The filter's logs in the blocks."""
 
         def decode(results: list[Any]) -> list[Log]:
-            if not isinstance(results[0], list):
-                raise ProviderFault("eth_getLogs answered with neither a result nor an error")
-            logs = parse_logs(results[0], from_block=from_block, to_block=to_block)
-            if verify:
-                check_seen(results[1], logs, to_block)
-            return logs
+            return _parse_answer(results[0], from_block, to_block)
 
         calls: list[Call] = [("eth_getLogs", [log_filter.to_rpc(from_block, to_block)])]
-        if not verify:
-            return await self._with_retries(calls, budget, decode, decoder=_LOGS_DECODER)
-        calls.append(("eth_getBlockByNumber", [hex(to_block), False]))
+        return await self._with_retries(calls, budget, decode, decoder=_LOGS_DECODER)
+
+    async def get_verified_logs(
+        self, log_filter: LogFilter, from_block: int, to_block: int, budget: WindowBudget
+    ) -> tuple[list[Log], BlockRef]:
+        """The filter's logs in the blocks and the header of the last one, read in the
+        same batch: if the node answering has not seen that block, its `[]` or short
+        answer is not trusted but asked again (`NodeBehind`, retried like any transient
+        error, then left to the next window)."""
+
+        def decode(results: list[Any]) -> tuple[list[Log], BlockRef]:
+            logs = _parse_answer(results[0], from_block, to_block)
+            return logs, check_seen(results[1], logs, to_block)
+
+        calls: list[Call] = [
+            ("eth_getLogs", [log_filter.to_rpc(from_block, to_block)]),
+            ("eth_getBlockByNumber", [hex(to_block), False]),
+        ]
         return await self._with_retries(calls, budget, decode, decoder=_VERIFIED_LOGS_DECODER)
+
+    async def get_headers(
+        self, numbers: Sequence[int], budget: WindowBudget
+    ) -> dict[int, BlockRef | None]:
+        """The canonical headers of these blocks, in one batch; None for a block the
+        node answering does not have."""
+
+        def decode(results: list[Any]) -> dict[int, BlockRef | None]:
+            headers: dict[int, BlockRef | None] = {}
+            for number, header in zip(numbers, results, strict=True):
+                headers[number] = None if header is None else _block_ref(header, number)
+            return headers
+
+        if not numbers:
+            return {}
+        calls: list[Call] = [("eth_getBlockByNumber", [hex(n), False]) for n in numbers]
+        return await self._with_retries(calls, budget, decode, decoder=_HEADERS_DECODER)
 
     async def read_heads(self, budget: WindowBudget) -> Heads:
         """The head and the safe head, in one round trip."""
@@ -208,21 +237,34 @@ class RpcClient:
         return status, raw
 
 
-def check_seen(header: Any, logs: Sequence[Log], block: int) -> None:
+def _parse_answer(result: Any, from_block: int, to_block: int) -> list[Log]:
+    if not isinstance(result, list):
+        raise ProviderFault("eth_getLogs answered with neither a result nor an error")
+    return parse_logs(result, from_block=from_block, to_block=to_block)
+
+
+def _block_ref(header: Any, block: int) -> BlockRef:
+    if not isinstance(header, _Header) or _quantity(header.number) != block:
+        raise ProviderFault(f"eth_getBlockByNumber({block}) answered {header!r}")
+    return BlockRef(block, header.hash.lower(), header.parent_hash.lower())
+
+
+def check_seen(header: Any, logs: Sequence[Log], block: int) -> BlockRef:
     """The node that answered eth_getLogs had seen `block` (the batch's header of it),
-    and the answer's logs of that block are of the same block; else `NodeBehind`."""
+    and the answer's logs of that block are of the same block; else `NodeBehind`.
+    Returns the block's header."""
     if header is None:
         raise NodeBehind(
             f"eth_getLogs up to block {block}: the node answering has not seen that block "
             "yet (a node behind the head answers []); asking again"
         )
-    if not isinstance(header, _Header) or _quantity(header.number) != block:
-        raise ProviderFault(f"eth_getBlockByNumber({block}) answered {header!r}")
-    if any(e.block_number == block and e.block_hash != header.hash for e in logs):
+    ref = _block_ref(header, block)
+    if any(e.block_number == block and e.block_hash.lower() != ref.hash for e in logs):
         raise NodeBehind(
             f"eth_getLogs up to block {block}: its logs and its header name different "
             "blocks (another node, or a reorg); asking again"
         )
+    return ref
 
 
 def _quantity(text: str) -> int | None:

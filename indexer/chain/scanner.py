@@ -16,14 +16,16 @@ from dataclasses import dataclass
 import structlog
 
 from indexer.chain.budget import BudgetExhausted, WindowBudget
-from indexer.chain.client import RpcClient
-from indexer.chain.errors import RangeTooLarge, SingleBlockTooLarge
+from indexer.chain.client import BlockRef, RpcClient
+from indexer.chain.errors import NodeBehind, RangeTooLarge, SingleBlockTooLarge
 from indexer.chain.filters import LogFilter
 from indexer.chain.logs import Log
 from indexer.chain.span import AdaptiveRange, after_chunk, next_chunk
 from indexer.domain import ORDERS, Order
 
 log = structlog.get_logger(__name__)
+
+Answered = tuple[list[Log], BlockRef | None]  # a chunk's logs, and its last block if verified
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class LogChunk:
     to_block: int
     logs: list[Log]
     cached: bool = False  # read from the chain's log cache: the logs are stored already
+    header: BlockRef | None = None  # the call's last block, when the call was verified
 
     def split(self, max_logs: int, order: Order = "asc") -> list[LogChunk]:
         """The chunk as consecutive whole-block chunks of at most `max_logs` logs each
@@ -56,7 +59,8 @@ class LogChunk:
                     while end < len(self.logs) and self.logs[end].block_number == block:
                         end += 1
             last = self.to_block if end == len(self.logs) else self.logs[end].block_number - 1
-            parts.append(LogChunk(first, last, self.logs[start:end], self.cached))
+            # Every part carries the call's header: whichever commits first records it.
+            parts.append(LogChunk(first, last, self.logs[start:end], self.cached, self.header))
             start, first = end, last + 1
         return parts if order == "asc" else parts[::-1]
 
@@ -96,7 +100,7 @@ class LogScanner:
         """Yield complete chunks in order; raises BudgetExhausted where the budget ends."""
         if order not in ORDERS:
             raise ValueError(f"order must be 'asc' or 'desc', not {order!r}")
-        in_flight: deque[tuple[tuple[int, int], asyncio.Task[list[Log]]]] = deque()
+        in_flight: deque[tuple[tuple[int, int], asyncio.Task[Answered]]] = deque()
         cursor = low if order == "asc" else high
 
         def refill() -> None:
@@ -150,38 +154,44 @@ class LogScanner:
 
     async def _fetch(
         self, call_filters: Sequence[LogFilter], chunk: tuple[int, int], budget: WindowBudget
-    ) -> list[Log]:
+    ) -> Answered:
         """All calls of one chunk; the chunk fails as a whole if any call fails."""
-        verify = self.verified(chunk)
         if len(call_filters) == 1:
-            return await self.client.get_logs(
-                call_filters[0], chunk[0], chunk[1], budget, verify=verify
-            )
+            return await self._call(call_filters[0], chunk, budget)
         try:
             async with asyncio.TaskGroup() as group:
-                tasks = [
-                    group.create_task(
-                        self.client.get_logs(f, chunk[0], chunk[1], budget, verify=verify)
-                    )
-                    for f in call_filters
-                ]
+                tasks = [group.create_task(self._call(f, chunk, budget)) for f in call_filters]
         except ExceptionGroup as failed:
             raise failed.exceptions[0] from None
-        logs = [entry for task in tasks for entry in task.result()]
+        answers = [task.result() for task in tasks]
+        headers = {header for _, header in answers}
+        if len(headers) > 1:  # the calls were answered from different forks
+            raise NodeBehind(
+                f"eth_getLogs up to block {chunk[1]}: the calls of one range name different "
+                "blocks (nodes on different forks); asking again"
+            )
+        logs = [entry for answer, _ in answers for entry in answer]
         logs.sort(key=lambda entry: (entry.block_number, entry.log_index))
-        return logs
+        return logs, headers.pop()
+
+    async def _call(
+        self, call_filter: LogFilter, chunk: tuple[int, int], budget: WindowBudget
+    ) -> Answered:
+        if not self.verified(chunk):
+            return await self.client.get_logs(call_filter, chunk[0], chunk[1], budget), None
+        return await self.client.get_verified_logs(call_filter, chunk[0], chunk[1], budget)
 
     async def _settle(
         self,
         call_filters: Sequence[LogFilter],
         chunk: tuple[int, int],
-        task: asyncio.Task[list[Log]],
+        task: asyncio.Task[Answered],
         budget: WindowBudget,
         order: Order,
         answered: Callable[[], None] = lambda: None,
     ) -> AsyncIterator[LogChunk]:
         try:
-            logs = await task
+            logs, header = await task
         except RangeTooLarge as too_large:
             async for done in self._split(call_filters, chunk, too_large, budget, order):
                 yield done
@@ -189,7 +199,7 @@ class LogScanner:
         self.ranges.record_success()
         self.ranges.record_density(chunk[1] - chunk[0] + 1, len(logs))
         answered()
-        yield LogChunk(chunk[0], chunk[1], logs)
+        yield LogChunk(chunk[0], chunk[1], logs, header=header)
 
     async def _split(
         self,

@@ -20,6 +20,9 @@ from indexer.outbox.bodies import EventDecoder, event_body
 from indexer.outbox.split import split_events
 from indexer.settings import Settings
 
+MATCHES = "backfill.matches"  # the matches a request found
+MATCHES_REMOVED = "backfill.matches.removed"  # delivered matches a reorg orphaned
+
 
 @dataclass(frozen=True)
 class OutboxLimits:
@@ -55,12 +58,12 @@ class DeliveryRow(NamedTuple):
 
 
 def delivery_rows(
-    chain_id: int, batches: Iterable[Batch], limits: OutboxLimits
+    chain_id: int, batches: Iterable[Batch], limits: OutboxLimits, kind: str = MATCHES
 ) -> Iterator[DeliveryRow]:
     """The rows of `batches`, each body within the limits, events in order."""
     for batch in batches:
         envelope = {
-            "type": "backfill.matches",
+            "type": kind,
             "subscription_id": str(batch.subscription_id),
             "backfill_id": str(batch.backfill_id) if batch.backfill_id else None,
             "chain_id": chain_id,
@@ -78,10 +81,14 @@ def delivery_rows(
 
 
 async def enqueue(
-    conn: Connection, chain_id: int, batches: Iterable[Batch], limits: OutboxLimits
+    conn: Connection,
+    chain_id: int,
+    batches: Iterable[Batch],
+    limits: OutboxLimits,
+    kind: str = MATCHES,
 ) -> int:
     """Insert the outbox rows of `batches` (in the caller's transaction); how many."""
-    rows = list(delivery_rows(chain_id, batches, limits))
+    rows = list(delivery_rows(chain_id, batches, limits, kind))
     if rows:
         await queries.execute(
             conn,

@@ -41,3 +41,22 @@ FOLLOW_LAG = Gauge(
 FOLLOWING = Gauge(
     "logfill_following_requests", "Follow requests a chain's last window served", ["chain_id"]
 )
+REORGS = Counter(
+    "logfill_reorgs_total", "Reorgs below the safe head found and repaired", ["chain_id"]
+)
+REORG_DEPTH = Histogram(
+    "logfill_reorg_depth_blocks",
+    "Blocks a repaired reorg replaced (from the fork to the newest block scanned)",
+    ["chain_id"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+)
+MATCHES_REMOVED = Counter(
+    "logfill_matches_removed_total",
+    "Stored matches of orphaned blocks removed (and refunded) by reorg repairs",
+    ["chain_id"],
+)
+CHAIN_HALTED = Gauge(
+    "logfill_chain_halted",
+    "1 while a reorg deeper than max_reorg_depth keeps the chain's windows stopped",
+    ["chain_id"],
+)

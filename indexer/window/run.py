@@ -1,7 +1,8 @@
 """One backfill window for one chain: docs/architecture.md's "One window", step by step.
 
 take the lease -> read heads (a window following another within its tick uses
-the heads that one read) -> refresh the runnable requests -> plan slices
+the heads that one read) -> refresh the runnable requests -> check the recent
+blocks for a reorg and repair one (`window.reorg`, `store.reorg`) -> plan slices
 (fair share, batching) -> scan each slice with merged filters -> commit each
 answered chunk in ONE transaction (logs, matches, credits, outbox, cursors,
 coverage) -> record the window. No RPC call happens while a transaction is open.
@@ -24,7 +25,7 @@ import structlog
 
 from indexer import intervals
 from indexer.chain.budget import BudgetExhausted, WindowBudget
-from indexer.chain.client import Heads, RpcClient
+from indexer.chain.client import BlockRef, Heads, RpcClient
 from indexer.chain.errors import FatalRpcError, RpcError
 from indexer.chain.filters import Matcher, merge_filters, subscription_filter
 from indexer.chain.scanner import LogChunk, LogScanner
@@ -36,6 +37,7 @@ from indexer.outbox.enqueue import OutboxLimits
 from indexer.settings import ChainSettings, Settings
 from indexer.store.chunk import ChunkPlan, CommitContext, Target, plan_chunk
 from indexer.store.commit import CommitResult, LeaseLost, commit_chunk, create_staging_tables
+from indexer.store.reorg import repair_reorg
 from indexer.window import metrics
 from indexer.window.cache import LogCache, read_cached_chunk
 from indexer.window.chain_state import (
@@ -50,6 +52,7 @@ from indexer.window.chain_state import (
 )
 from indexer.window.eta import QueuedWork, calls_for, estimate_queue
 from indexer.window.plan import FairShare, RequestState, Slice, plan_slice
+from indexer.window.reorg import DeepReorg, find_fork
 
 log = structlog.get_logger(__name__)
 
@@ -65,6 +68,8 @@ class WindowStats:
     logs_cached: int = 0  # read from the chain's log cache instead of the provider
     following: int = 0  # follow requests the window served
     lag_blocks: int | None = None  # the most behind of them, after the window
+    reorg_depth: int | None = None  # blocks a reorg repaired in this window replaced
+    matches_removed: int = 0  # by that repair
     error: str | None = None
     head: int | None = None
     safe_head: int | None = None
@@ -112,6 +117,11 @@ async def run_window(
             lease = await follow_lease(conn, chain_id, worker, chain)
         if lease is None:
             return None
+        halted = await queries.fetchval(conn, "chain_halted", chain_id=chain_id)
+        metrics.CHAIN_HALTED.labels(str(chain_id)).set(halted is not None)
+        if halted is not None:  # stopped by a deep reorg until an operator resumes it
+            await end_lease(conn, chain_id, worker, chain, 0)
+            return None
         await queries.execute(conn, "close_abandoned_windows", chain_id=chain_id)
         window_id: int = await queries.fetchval(
             conn, "open_window", chain_id=chain_id, worker=worker, budget_cu=lease.budget_cu
@@ -149,6 +159,10 @@ def _observe(report: WindowReport) -> None:
     metrics.BUDGET_UTILISATION.labels(chain).set(report.cu_spent / max(1, report.budget_cu))
     metrics.FOLLOWING.labels(chain).set(stats.following)
     metrics.FOLLOW_LAG.labels(chain).set(stats.lag_blocks or 0)
+    if stats.reorg_depth is not None:
+        metrics.REORGS.labels(chain).inc()
+        metrics.REORG_DEPTH.labels(chain).observe(stats.reorg_depth)
+    metrics.MATCHES_REMOVED.labels(chain).inc(stats.matches_removed)
     metrics.WINDOW_DURATION.labels(chain).observe(report.duration_s)
     log.info(
         "window_finished",
@@ -159,6 +173,8 @@ def _observe(report: WindowReport) -> None:
         logs_cached=stats.logs_cached,
         following=stats.following,
         lag_blocks=stats.lag_blocks,
+        reorg_depth=stats.reorg_depth,
+        matches_removed=stats.matches_removed,
         duration_ms=round(report.duration_s * 1000),
     )
 
@@ -210,11 +226,10 @@ class Window:
             return
         self.stats.head, self.stats.safe_head = heads.head, heads.safe_head
         await self.load_requests()
-        if heads.safe_head is not None and self.requests:
+        if heads.safe_head is not None and await self.check_reorgs(client, heads.safe_head):
             ranges = await load_adaptive_range(self.conn, self.chain_id, self.chain)
-            depth = self.chain.verify_depth_blocks
-            verify_above = heads.head - depth if depth else None
-            await self.scan(LogScanner(client, ranges, verify_above=verify_above), heads.safe_head)
+            scanner = LogScanner(client, ranges, verify_above=self.verify_above(heads))
+            await self.scan(scanner, heads.safe_head)
             await save_learned_range(self.conn, self.chain_id, ranges)
             self.span = ranges.span
         self.measure_lag(heads.safe_head)
@@ -223,6 +238,54 @@ class Window:
         )
         await self.update_estimates()
         await self.update_queue_depth()
+
+    def verify_above(self, heads: Heads) -> int | None:
+        """Calls ending above this block are verified: near the head (a node behind
+        answers []), and in the reorg check zone (their last block is recorded)."""
+        depth = self.chain.verified_depth(heads.head, heads.safe_head)
+        return heads.head - depth if depth else None
+
+    async def check_reorgs(self, client: RpcClient, safe_head: int) -> bool:
+        """Before scanning, the recent blocks logfill recorded, read again; a reorg
+        below the safe head is repaired and the requests read again. Whether the
+        window may scan (no: nothing to scan, the check failed, or the chain stopped)."""
+        if not any(r.remaining and r.remaining[0][0] <= safe_head for r in self.requests.values()):
+            return False  # nothing the safe head reaches: no scan, no check
+        if not self.chain.reorg_zone():
+            return True
+        try:
+            fork = await find_fork(
+                self.conn, client, self.chain_id, self.chain, self.budget, safe_head
+            )
+        except DeepReorg as exc:
+            await self.halt(str(exc))
+            return False
+        except (RpcError, BudgetExhausted) as exc:  # checked again by the next window
+            self.stats.errors += 1
+            log.warning("reorg_check_failed", chain_id=self.chain_id, error=str(exc))
+            return False
+        if fork is None:
+            return True
+        async with self.conn.transaction():
+            await renew_lease(self.conn, self.chain_id, self.worker, self.chain)
+            repair = await repair_reorg(
+                self.conn, self.chain_id, fork, self.context.outbox, window_id=self.window_id
+            )
+        self.stats.reorg_depth = fork.depth
+        self.stats.matches_removed = repair.matches_removed
+        self.requests.clear()
+        self.redeliver.clear()
+        self.targets.clear()
+        await self.load_requests()  # they have the replaced blocks to scan again
+        return True
+
+    async def halt(self, reason: str) -> None:
+        """A reorg deeper than the chain's limit: stop its windows, remove nothing."""
+        await queries.execute(self.conn, "halt_chain", chain_id=self.chain_id, reason=reason)
+        metrics.CHAIN_HALTED.labels(str(self.chain_id)).set(1)
+        self.stats.error = reason
+        self.requests.clear()
+        log.error("chain_halted", chain_id=self.chain_id, reason=reason)
 
     def measure_lag(self, safe_head: int | None) -> None:
         """How far behind the safe head the follow requests still running are."""
@@ -423,10 +486,25 @@ class Window:
             return  # the previous commit paused or finished every request it served
         async with self.conn.transaction():
             await renew_lease(self.conn, self.chain_id, self.worker, self.chain)
+            await self.record_header(plan.chunk.header)
             result = await commit_chunk(self.context, plan, matcher)
             self.fold(result)
             await self.record(finished=False)
         self.after_commit(result)
+
+    async def record_header(self, header: BlockRef | None) -> None:
+        """The last block of a verified call in the check zone, with its logs."""
+        zone, safe_head = self.chain.reorg_zone(), self.stats.safe_head
+        if header is None or not zone or safe_head is None or header.number < safe_head - zone:
+            return
+        await queries.execute(
+            self.conn,
+            "record_chain_block",
+            chain_id=self.chain_id,
+            block_number=header.number,
+            block_hash=bytes.fromhex(header.hash[2:]),
+            parent_hash=bytes.fromhex(header.parent_hash[2:]),
+        )
 
     def fold(self, result: CommitResult) -> None:
         """The commit's figures join the window's."""

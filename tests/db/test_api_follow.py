@@ -62,12 +62,12 @@ async def test_the_dry_run_prices_an_hour_of_following(
     assert estimate["blocks"] == 89 and estimate["following_cu_per_hour"] is None
 
     # 12 s a block, a 5 s tick: 300 new blocks an hour, each window with one at most:
-    # 300 verified calls of 60 + 20 CU.
+    # 300 verified calls of 60 + 20 CU, and 300 reorg checks of two headers (2 x 20 CU).
     await conn.execute("UPDATE chain_state SET block_seconds = 12 WHERE chain_id = $1", CHAIN_ID)
     known = await client.post(
         "/v1/backfill", json={**payload, "dry_run": True}, headers=tenant.headers
     )
-    assert (await body(known))["following_cu_per_hour"] == 300 * 80
+    assert (await body(known))["following_cu_per_hour"] == 300 * 80 + 300 * 40
 
 
 async def test_what_cannot_follow_is_refused_naming_the_field(

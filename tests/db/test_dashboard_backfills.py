@@ -222,9 +222,10 @@ async def test_a_follow_estimate_says_what_an_hour_of_following_costs(
     )
     await conn.execute("UPDATE chain_state SET block_seconds = 12 WHERE chain_id = 1")
     known = await (await owner.send(fields, action="estimate")).text()
-    # 300 blocks an hour, at most one a 5 s window: 300 verified calls of 80 CU.
+    # 300 blocks an hour, at most one a 5 s window: 300 verified calls of 80 CU and
+    # 300 reorg checks of 40 CU.
     assert by_testid(known, "estimate-following") == (
-        "about 24,000 CU an hour, at the chain's recent pace"
+        "about 36,000 CU an hour, at the chain's recent pace"
     )
     bounded = await (await owner.send({"from_block": "900", "to_block": "950"}, "estimate")).text()
     assert 'data-testid="estimate-following"' not in bounded

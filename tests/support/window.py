@@ -17,14 +17,16 @@ from indexer.window.run import WindowReport, run_window
 
 
 def window_settings(rpc_url: str, chain_id: int = 1, **chain: Any) -> Settings:
-    """Settings with one chain on `rpc_url`; no confirmations (anvil's head is final) and
+    """Settings with one chain on `rpc_url`; no confirmations (anvil's head is final),
     no verification of calls near the head (anvil is one node: it never lags behind
-    itself; tests of nodes behind the head turn it on), so CU counts stay simple."""
+    itself; tests of nodes behind the head turn it on) and no reorg checks (tests of
+    reorgs turn them on), so CU counts stay simple."""
     chain_config = {
         "rpc_url": rpc_url,
         "confirmations": 0,
         "tick_seconds": 0.2,
         "verify_depth_blocks": 0,
+        "reorg_check_blocks": 0,
         **chain,
     }
     return Settings(

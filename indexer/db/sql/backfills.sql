@@ -107,7 +107,7 @@ RETURNING id;
 -- chain's seconds per block) in seconds.
 SELECT id, subscription_id, chain_id, status, from_block, to_block, block_order, cursor,
        rescan, redeliver, labels, blocks_scanned, matches, new_matches, duplicate_matches,
-       credits_charged, cu_spent, windows, error, estimated_start_at, estimated_finish_at,
+       matches_removed, credits_charged, cu_spent, windows, error, estimated_start_at, estimated_finish_at,
        last_transient_error, last_transient_error_at, blocked_reason,
        created_at, started_at, finished_at, updated_at,
        (SELECT sum(upper(x) - lower(x)) FROM unnest(remaining) AS x)::bigint
@@ -124,7 +124,7 @@ WHERE id = $1 AND workspace_id = $2;
 -- A subscription's requests, newest first, optionally of one status, after a keyset cursor.
 SELECT id, subscription_id, chain_id, status, from_block, to_block, block_order, cursor,
        rescan, redeliver, labels, blocks_scanned, matches, new_matches, duplicate_matches,
-       credits_charged, cu_spent, windows, error, estimated_start_at, estimated_finish_at,
+       matches_removed, credits_charged, cu_spent, windows, error, estimated_start_at, estimated_finish_at,
        last_transient_error, last_transient_error_at, blocked_reason,
        created_at, started_at, finished_at, updated_at,
        (SELECT sum(upper(x) - lower(x)) FROM unnest(remaining) AS x)::bigint

@@ -1,0 +1,223 @@
+"""Reorgs below the safe head on a real anvil (evm_snapshot / evm_revert, then other
+transactions): what was stored of the orphaned blocks is removed, refunded and
+announced to the receiver, the blocks are scanned again, and the stored set ends
+equal to a full scan of the new chain. A reorg deeper than the limit stops the
+chain's windows and removes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from typing import Any
+
+import asyncpg
+from prometheus_client import generate_latest
+
+from indexer.outbox.bodies import event_id
+from indexer.outbox.enqueue import OutboxLimits
+from indexer.settings import Settings
+from indexer.store.reorg import resume_chain
+from indexer.webhooks.dispatcher import delivering
+from indexer.window.run import WindowReport, run_window
+from tests.support import anvil as chain
+from tests.support.anvil import AnvilNode
+from tests.support.factories import make_workspace
+from tests.support.webhooks import receiver, wait_until, webhook_settings
+from tests.support.window import (
+    create_backfill,
+    create_subscription,
+    keys_of,
+    next_window,
+    stored_matches,
+    window_pool,
+    window_settings,
+)
+
+CREDITS = 10_000
+ALICE, BOB = "0x" + "11" * 20, "0x" + "22" * 20
+
+
+def transfers(url: str, address: str, values: range) -> None:
+    """One Transfer a block."""
+    for value in values:
+        chain.emit_transfer(url, address, ALICE, BOB, value)
+
+
+async def request_row(conn: asyncpg.Connection, request: uuid.UUID) -> asyncpg.Record:
+    row = await conn.fetchrow("SELECT * FROM backfill_requests WHERE id = $1", request)
+    assert row is not None
+    return row
+
+
+async def catch_up(
+    pool: asyncpg.Pool, conn: asyncpg.Connection, settings: Settings, request: uuid.UUID, head: int
+) -> list[WindowReport]:
+    """Windows until the follow request waits at the block after `head`."""
+    reports = []
+    for _ in range(20):
+        reports.append(await next_window(pool, settings))
+        if (await request_row(conn, request))["cursor"] == head + 1:
+            return reports
+    raise AssertionError(f"the request never caught up with block {head}")
+
+
+def event_ids(url: str, raw_logs: list[dict[str, Any]]) -> set[str]:
+    return {event_id(1, raw["blockHash"], int(raw["logIndex"], 16)) for raw in raw_logs}
+
+
+async def test_a_reorg_below_the_safe_head_is_repaired_and_announced(
+    fresh_anvil: AnvilNode, conn: asyncpg.Connection, database_url: str
+) -> None:
+    url = fresh_anvil.url
+    address = chain.deploy_emitter(url)
+    low = chain.block_number(url) + 1
+    transfers(url, address, range(10))  # blocks the reorg leaves alone
+    snapshot = fresh_anvil.rpc("evm_snapshot")
+    fork = chain.block_number(url) + 1
+    transfers(url, address, range(100, 106))  # six blocks the reorg replaces
+    head = chain.block_number(url)
+    orphaned = chain.get_logs(url, fork, head, address=address)
+    assert len(orphaned) == 6
+
+    workspace = await make_workspace(conn, credits=CREDITS)
+    async with receiver() as hook:
+        subscription = await create_subscription(
+            conn, workspace, addresses=[address], webhook_url=hook.url()
+        )
+        request = await create_backfill(conn, subscription, low, head, follow=True)
+        settings = window_settings(url, max_block_range=4, reorg_check_blocks=64)
+        async with window_pool(database_url) as pool:
+            await catch_up(pool, conn, settings, request, head)
+            assert len(await stored_matches(conn, subscription)) == 16
+
+            # Another history from the fork on: other transfers, and longer.
+            fresh_anvil.rpc("evm_revert", [snapshot])
+            transfers(url, address, range(200, 209))
+            new_head = chain.block_number(url)
+            reports = await catch_up(pool, conn, settings, request, new_head)
+
+            repaired = [r for r in reports if r.stats.reorg_depth is not None]
+            assert len(repaired) == 1
+            assert repaired[0].stats.matches_removed == 6
+            assert repaired[0].stats.reorg_depth == head - fork + 1
+            expected = keys_of(chain.get_logs(url, low, new_head, address=address))
+            assert len(expected) == 19
+            assert await stored_matches(conn, subscription) == expected
+
+            row = await request_row(conn, request)
+            assert row["status"] == "following" and row["matches_removed"] == 6
+            assert row["new_matches"] - row["matches_removed"] == len(expected)
+            assert row["blocks_scanned"] == new_head - low + 1
+            credits = await conn.fetchval("SELECT credits FROM workspaces WHERE id = $1", workspace)
+            assert credits == CREDITS - len(expected)  # the orphaned six were refunded
+            refund = await conn.fetchrow(
+                "SELECT delta, backfill_request_id FROM credit_ledger"
+                " WHERE workspace_id = $1 AND reason = 'reorg_refund'",
+                workspace,
+            )
+            assert refund is not None and (refund["delta"], refund["backfill_request_id"]) == (
+                6,
+                request,
+            )
+            audit = await conn.fetch(
+                "SELECT block_hash, log_index FROM removed_matches WHERE subscription_id = $1"
+                " ORDER BY block_number, log_index",
+                subscription,
+            )
+            assert [("0x" + r["block_hash"].hex(), r["log_index"]) for r in audit] == keys_of(
+                orphaned
+            )
+            reorg = await conn.fetchrow("SELECT * FROM reorgs WHERE chain_id = 1")
+            assert reorg is not None
+            assert (reorg["fork_block"], reorg["matches_removed"]) == (fork, 6)
+            metrics = generate_latest().decode()
+            assert 'logfill_matches_removed_total{chain_id="1"}' in metrics
+
+            # The receiver: every match once, then the orphaned ones removed by id.
+            async with delivering(webhook_settings(), pool):
+
+                async def all_sent() -> bool:
+                    pending = await conn.fetchval(
+                        "SELECT count(*) FROM webhook_deliveries"
+                        " WHERE subscription_id = $1 AND status <> 'delivered'",
+                        subscription,
+                    )
+                    return bool(pending == 0)
+
+                await wait_until(all_sent, timeout=20)
+    assert all(r.verified for r in hook.received)
+    sent: Counter[str] = Counter()
+    removed: Counter[str] = Counter()
+    for delivery in hook.received:
+        body = delivery.payload
+        target = removed if body["type"] == "backfill.matches.removed" else sent
+        assert body["type"] in ("backfill.matches", "backfill.matches.removed")
+        target.update(event["id"] for event in body["events"])
+    old_ids = event_ids(url, orphaned)
+    assert set(removed) == old_ids and set(removed.values()) == {1}
+    assert set(sent.values()) == {1}  # no event delivered twice
+    new_chain = chain.get_logs(url, low, new_head, address=address)
+    assert set(sent) - set(removed) == event_ids(url, new_chain)
+    removed_event = next(
+        e
+        for d in hook.received
+        if d.payload["type"] == "backfill.matches.removed"
+        for e in d.payload["events"]
+    )
+    assert set(removed_event) >= {"id", "block_number", "block_hash", "log_index", "data"}
+
+
+async def test_a_reorg_deeper_than_the_limit_stops_the_chain_and_removes_nothing(
+    fresh_anvil: AnvilNode, conn: asyncpg.Connection, database_url: str
+) -> None:
+    url = fresh_anvil.url
+    address = chain.deploy_emitter(url)
+    low = chain.block_number(url) + 1
+    transfers(url, address, range(3))
+    snapshot = fresh_anvil.rpc("evm_snapshot")
+    fork = chain.block_number(url) + 1
+    transfers(url, address, range(100, 108))
+    head = chain.block_number(url)
+    workspace = await make_workspace(conn, credits=CREDITS)
+    subscription = await create_subscription(conn, workspace, addresses=[address])
+    request = await create_backfill(conn, subscription, low, head, follow=True)
+    settings = window_settings(url, max_block_range=2, reorg_check_blocks=64, max_reorg_depth=4)
+    async with window_pool(database_url) as pool:
+        await catch_up(pool, conn, settings, request, head)
+        before = await stored_matches(conn, subscription)
+        assert len(before) == 11
+
+        fresh_anvil.rpc("evm_revert", [snapshot])
+        transfers(url, address, range(300, 310))
+        halting = await next_window(pool, settings)
+        assert halting.stats.error is not None and "max_reorg_depth" in halting.stats.error
+        assert await stored_matches(conn, subscription) == before  # nothing removed
+        row = await request_row(conn, request)
+        assert "deeper than max_reorg_depth (4)" in row["last_transient_error"]
+        assert 'logfill_chain_halted{chain_id="1"} 1.0' in generate_latest().decode()
+        credits = await conn.fetchval("SELECT credits FROM workspaces WHERE id = $1", workspace)
+        assert credits == CREDITS - 11
+
+        # Stopped: the next ticks run no window at all.
+        spent = await conn.fetchval("SELECT count(*) FROM windows WHERE chain_id = 1")
+        await next_window_none(pool, settings)
+        assert await conn.fetchval("SELECT count(*) FROM windows WHERE chain_id = 1") == spent
+
+        # The operator names the fork: the chain is repaired and goes on.
+        limits = OutboxLimits.from_settings(settings)
+        answer = await resume_chain(conn, 1, limits, rescan_from=fork)
+        assert answer["resumed"] and answer["matches_removed"] == 8
+        new_head = chain.block_number(url)
+        await catch_up(pool, conn, settings, request, new_head)
+        expected = keys_of(chain.get_logs(url, low, new_head, address=address))
+        assert await stored_matches(conn, subscription) == expected
+        credits = await conn.fetchval("SELECT credits FROM workspaces WHERE id = $1", workspace)
+        assert credits == CREDITS - len(expected)
+        assert 'logfill_chain_halted{chain_id="1"} 0.0' in generate_latest().decode()
+
+
+async def next_window_none(pool: asyncpg.Pool, settings: Settings) -> None:
+    """A tick of a stopped chain: the worker takes the lease and runs no window."""
+    await asyncio.sleep(settings.chains[1].tick_seconds)
+    assert await run_window(pool, settings, 1, "test-worker") is None
