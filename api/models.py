@@ -375,8 +375,49 @@ class Event(BaseModel):
     stored_at: datetime
 
 
+class WebhookEvent(BaseModel):
+    """One event of a webhook body: a stored event without its listing fields."""
+
+    id: str = Field(description="Stable: the same for the same log (chain, block hash, index).")
+    block_number: int
+    block_hash: str
+    transaction_hash: str
+    transaction_index: int
+    log_index: int
+    address: str
+    topics: list[str]
+    data: str
+    decoded: Decoded | None = None
+
+
+class WebhookBody(BaseModel):
+    """What logfill POSTs to a subscription's `webhook_url` (Standard Webhooks signed)."""
+
+    type: Literal["backfill.matches", "backfill.matches.removed"] = Field(
+        description="`backfill.matches`: new matches. `backfill.matches.removed`: matches "
+        "delivered before whose blocks a reorg below the safe head replaced; the events "
+        "are the ones delivered then (same ids): delete them."
+    )
+    subscription_id: uuid.UUID
+    backfill_id: uuid.UUID | None = Field(
+        description="The request the matches were found under (null: none)."
+    )
+    chain_id: int
+    events: list[WebhookEvent] = Field(description="In block order, at most 100 a delivery.")
+
+
 class EventList(BaseModel):
     items: list[Event]
+    next: str | None
+
+
+class RemovedEvent(Event):
+    reorg_id: int = Field(description="The repair that removed it (one per reorg found).")
+    removed_at: datetime
+
+
+class RemovedEventList(BaseModel):
+    items: list[RemovedEvent]
     next: str | None
 
 

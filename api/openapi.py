@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from api.models import Problem
+from api.models import Problem, WebhookBody
 from api.problems import PROBLEM_CONTENT_TYPE
 from api.routing import Answer, Operation
 
@@ -141,7 +141,8 @@ def _operation(operation: Operation, schemas: Modes) -> dict[str, Any]:
 
 def _schemas(operations: Sequence[Operation]) -> tuple[Modes, dict[str, Any]]:
     wanted: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] = [
-        (Problem, "serialization")
+        (Problem, "serialization"),
+        (WebhookBody, "serialization"),
     ]
     for operation in operations:
         if operation.body is not None:
@@ -149,6 +150,36 @@ def _schemas(operations: Sequence[Operation]) -> tuple[Modes, dict[str, Any]]:
         wanted.extend((a.model, "serialization") for a in operation.answers if a.model)
     refs, definitions = models_json_schema(list(dict.fromkeys(wanted)), ref_template=_REF)
     return {key: value for key, value in refs.items()}, definitions.get("$defs", {})  # type: ignore[misc]
+
+
+# The deliveries logfill POSTs to subscriptions (OpenAPI 3.1 `webhooks`).
+WEBHOOKS = {
+    "backfill.matches": "New matches of a backfill request",
+    "backfill.matches.removed": "Delivered matches that a reorg below the safe head orphaned",
+}
+
+
+def _webhooks(schemas: Modes) -> dict[str, Any]:
+    body = {
+        "required": True,
+        "content": {"application/json": {"schema": schemas[(WebhookBody, "serialization")]}},
+    }
+    return {
+        name: {
+            "post": {
+                "summary": summary,
+                "description": "Signed with the Standard Webhooks headers (`webhook-id`, "
+                "`webhook-timestamp`, `webhook-signature`); any 2xx answer acknowledges it.",
+                "parameters": [
+                    {"name": header, "in": "header", "required": True, "schema": {"type": "string"}}
+                    for header in ("webhook-id", "webhook-timestamp", "webhook-signature")
+                ],
+                "requestBody": body,
+                "responses": {"200": {"description": "Received (any 2xx)"}},
+            }
+        }
+        for name, summary in WEBHOOKS.items()
+    }
 
 
 def build_openapi(operations: Sequence[Operation], *, version: str) -> dict[str, Any]:
@@ -167,6 +198,7 @@ def build_openapi(operations: Sequence[Operation], *, version: str) -> dict[str,
             "Errors are RFC 9457 problem details.",
         },
         "paths": paths,
+        "webhooks": _webhooks(schemas),
         "components": {
             "schemas": definitions,
             "securitySchemes": {

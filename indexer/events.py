@@ -192,6 +192,46 @@ async def export_events(
             return
 
 
+async def list_removed_events(
+    conn: Connection,
+    workspace_id: uuid.UUID,
+    subscription_id: uuid.UUID,
+    *,
+    limit: int,
+    after: str | None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of the subscription's matches that reorgs removed, by reorg then in
+    chain order, and the cursor of the next (None on the last)."""
+    key = (-1, -1, -1) if after is None else decode_cursor(after, "removed", (int, int, int))
+    owner = await require_subscription(conn, workspace_id, subscription_id)
+    decoder = EventDecoder(owner["event_abis"])
+    rows = await queries.fetch(
+        conn,
+        "list_removed_events",
+        subscription_id=subscription_id,
+        after_reorg=key[0],
+        after_block=key[1],
+        after_log_index=key[2],
+        limit=limit + 1,
+    )
+    page, more = rows[:limit], len(rows) > limit
+    last = page[-1] if more else None
+    cursor = (
+        None
+        if last is None
+        else encode_cursor("removed", last["reorg_id"], last["block_number"], last["log_index"])
+    )
+    items = [
+        {
+            **event_item(owner["chain_id"], row, decoder),
+            "reorg_id": row["reorg_id"],
+            "removed_at": row["removed_at"],
+        }
+        for row in page
+    ]
+    return items, cursor
+
+
 def event_item(chain_id: int, row: asyncpg.Record, decoder: EventDecoder) -> dict[str, Any]:
     body = event_body(chain_id, Log.from_stored(row), decoder)
     body["backfill_id"] = row["backfill_request_id"]

@@ -59,8 +59,9 @@ CREATE TABLE removed_matches (
     matched_at          timestamptz NOT NULL,
     removed_at          timestamptz NOT NULL DEFAULT now()
 );
+-- GET /v1/subscriptions/{id}/removed-events reads them by (reorg, place).
 CREATE INDEX removed_matches_subscription_idx
-    ON removed_matches (subscription_id, block_number, log_index);
+    ON removed_matches (subscription_id, reorg_id, block_number, log_index);
 
 -- A request's matches that a reorg removed (and refunded); its other figures keep
 -- what was found, charged and scanned.

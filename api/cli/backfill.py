@@ -16,6 +16,12 @@ from api.client import ACTIONS, ApiClient
 from indexer.domain import FINISHED, ORDERS
 
 
+def _removed(b: dict[str, Any]) -> str:
+    """Matches a reorg removed (and refunded), when there are any."""
+    removed = b.get("matches_removed") or 0
+    return f", {removed} removed by reorgs and refunded" if removed else ""
+
+
 def _describe_backfill(b: dict[str, Any]) -> str:
     cursor = "-" if b["cursor"] is None else b["cursor"]
     labels = labels_text(b["labels"])
@@ -25,7 +31,7 @@ def _describe_backfill(b: dict[str, Any]) -> str:
         f"  blocks       {b['from_block']} -> {b['to_block']} ({b['order']})  cursor {cursor}",
         f"  progress     {b['progress']:.0%} ({b['blocks_scanned']}/{b['blocks_total']} blocks)",
         f"  matches      {b['matches']} (new {b['new_matches']}, "
-        f"duplicates {b['duplicate_matches']})",
+        f"duplicates {b['duplicate_matches']}{_removed(b)})",
         f"  cost         {b['credits_charged']} credits, {b['cu_spent']} CU, "
         f"{b['windows']} windows",
         f"  labels       {labels}",

@@ -20,7 +20,7 @@ import orjson
 import structlog
 from aiohttp import web
 
-from api.models import EventList, EventPageQuery
+from api.models import EventList, EventPageQuery, PageQuery, RemovedEventList
 from api.problems import Problem
 from api.routing import JSON, Answer, Call, Operation, json_response
 from indexer import events
@@ -125,6 +125,15 @@ async def list_events(call: Call) -> web.StreamResponse:
     return await stream_export(call.request, call.pool, reader, media_type)
 
 
+async def list_removed_events(call: Call) -> web.StreamResponse:
+    query = call.query_as(PageQuery)
+    async with call.pool.acquire() as conn:
+        items, cursor = await events.list_removed_events(
+            conn, call.workspace_id, call.path_id(), limit=query.limit, after=query.after
+        )
+    return json_response(RemovedEventList.model_validate({"items": items, "next": cursor}))
+
+
 async def stream_export(
     request: web.Request,
     pool: asyncpg.Pool,
@@ -188,5 +197,19 @@ OPERATIONS = [
         "application/x-ndjson` or `text/csv` every event in the bounds is streamed (after "
         "the `after` cursor, if given) and `limit` is ignored; otherwise one page of "
         "`limit` events is answered with the cursor of the next.",
+    ),
+    Operation(
+        "GET",
+        "/v1/subscriptions/{id}/removed-events",
+        "listSubscriptionRemovedEvents",
+        "Matches a reorg removed, kept for audit",
+        list_removed_events,
+        [Answer(200, "By reorg, then in chain order; a page with `next`.", RemovedEventList)],
+        tag="subscriptions",
+        query=PageQuery,
+        description="A reorg below the safe head orphaned these stored matches: they left "
+        "the events listing, were refunded and announced with a `backfill.matches.removed` "
+        "webhook, and the blocks were scanned again (the canonical matches are in the "
+        "events listing).",
     ),
 ]

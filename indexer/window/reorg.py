@@ -9,7 +9,8 @@ every block below it, and reading the previous call's last block after the new
 call was answered checks the link between the two.
 
 When a recorded hash changed, the fork is found by walking down what logfill
-holds (recorded headers, the block hashes of stored logs), newest first, to the
+holds (recorded headers and the parent hashes they name, the block hashes of
+stored logs), newest first, to the
 newest block still canonical; everything above it is repaired (`store.reorg`).
 A changed block deeper than `max_reorg_depth` below the newest stops the chain
 instead.

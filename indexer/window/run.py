@@ -1,9 +1,10 @@
 """One backfill window for one chain: docs/architecture.md's "One window", step by step.
 
 take the lease -> read heads (a window following another within its tick uses
-the heads that one read) -> refresh the runnable requests -> check the recent
-blocks for a reorg and repair one (`window.reorg`, `store.reorg`) -> plan slices
-(fair share, batching) -> scan each slice with merged filters -> commit each
+the heads that one read) -> refresh the runnable requests -> plan slices
+(fair share, batching) -> before the first eth_getLogs call, check the recent
+blocks for a reorg and repair one (`window.reorg`, `store.reorg`) -> scan each
+slice with merged filters -> commit each
 answered chunk in ONE transaction (logs, matches, credits, outbox, cursors,
 coverage) -> record the window. No RPC call happens while a transaction is open.
 """
@@ -18,7 +19,7 @@ from collections.abc import Iterable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 import structlog
@@ -55,6 +56,8 @@ from indexer.window.plan import FairShare, RequestState, Slice, plan_slice
 from indexer.window.reorg import DeepReorg, find_fork
 
 log = structlog.get_logger(__name__)
+
+Checked = Literal["scan", "replan", "stop"]  # what the reorg check lets the window do
 
 
 @dataclass
@@ -204,6 +207,7 @@ class Window:
         self.redeliver: set[uuid.UUID] = set()
         self.targets: dict[uuid.UUID, Target] = {}
         self.cache = LogCache(chain_id, {})
+        self.reorgs_checked = False
         self._cu_mark = 0
         self.span = chain.max_block_range
         self.began = time.monotonic()
@@ -226,7 +230,7 @@ class Window:
             return
         self.stats.head, self.stats.safe_head = heads.head, heads.safe_head
         await self.load_requests()
-        if heads.safe_head is not None and await self.check_reorgs(client, heads.safe_head):
+        if heads.safe_head is not None and self.requests:
             ranges = await load_adaptive_range(self.conn, self.chain_id, self.chain)
             scanner = LogScanner(client, ranges, verify_above=self.verify_above(heads))
             await self.scan(scanner, heads.safe_head)
@@ -245,27 +249,26 @@ class Window:
         depth = self.chain.verified_depth(heads.head, heads.safe_head)
         return heads.head - depth if depth else None
 
-    async def check_reorgs(self, client: RpcClient, safe_head: int) -> bool:
-        """Before scanning, the recent blocks logfill recorded, read again; a reorg
-        below the safe head is repaired and the requests read again. Whether the
-        window may scan (no: nothing to scan, the check failed, or the chain stopped)."""
-        if not any(r.remaining and r.remaining[0][0] <= safe_head for r in self.requests.values()):
-            return False  # nothing the safe head reaches: no scan, no check
-        if not self.chain.reorg_zone():
-            return True
+    async def check_reorgs(self, client: RpcClient, safe_head: int) -> Checked:
+        """Before the window's first eth_getLogs call, the recent blocks logfill recorded,
+        read again (once a window); a reorg below the safe head is repaired and the
+        requests read again ("replan"). "stop": the check failed or the chain stopped."""
+        if self.reorgs_checked or not self.chain.reorg_zone():
+            return "scan"
+        self.reorgs_checked = True
         try:
             fork = await find_fork(
                 self.conn, client, self.chain_id, self.chain, self.budget, safe_head
             )
         except DeepReorg as exc:
             await self.halt(str(exc))
-            return False
+            return "stop"
         except (RpcError, BudgetExhausted) as exc:  # checked again by the next window
             self.stats.errors += 1
             log.warning("reorg_check_failed", chain_id=self.chain_id, error=str(exc))
-            return False
+            return "stop"
         if fork is None:
-            return True
+            return "scan"
         async with self.conn.transaction():
             await renew_lease(self.conn, self.chain_id, self.worker, self.chain)
             repair = await repair_reorg(
@@ -277,7 +280,7 @@ class Window:
         self.redeliver.clear()
         self.targets.clear()
         await self.load_requests()  # they have the replaced blocks to scan again
-        return True
+        return "replan"
 
     async def halt(self, reason: str) -> None:
         """A reorg deeper than the chain's limit: stop its windows, remove nothing."""
@@ -377,6 +380,11 @@ class Window:
             planned = self.cache.before_cached(planned, subscription_of)
             if planned.low > planned.high:
                 return  # defensive: a cached front is served above, so never empty
+            checked = await self.check_reorgs(scanner.client, safe_head)
+            if checked == "stop":
+                return
+            if checked == "replan":
+                continue
             spent_before = self.budget.spent_cu
             workspaces = {self.requests[r].workspace_id for r in planned.served}
             try:

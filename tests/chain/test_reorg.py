@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 from prometheus_client import generate_latest
 
+from indexer.events import list_removed_events
 from indexer.outbox.bodies import event_id
 from indexer.outbox.enqueue import OutboxLimits
 from indexer.settings import Settings
@@ -134,6 +135,22 @@ async def test_a_reorg_below_the_safe_head_is_repaired_and_announced(
             metrics = generate_latest().decode()
             assert 'logfill_matches_removed_total{chain_id="1"}' in metrics
 
+            # Out of the events listing, in the audit listing (by pages).
+            page, after = await list_removed_events(
+                conn, workspace, subscription, limit=4, after=None
+            )
+            rest, last = await list_removed_events(
+                conn, workspace, subscription, limit=4, after=after
+            )
+            assert after is not None and last is None
+            assert {e["id"] for e in page + rest} == event_ids(url, orphaned)
+            assert {e["reorg_id"] for e in page + rest} == {reorg["id"]}
+
+            # Caught up on the new chain, nothing new: the window spends its head read
+            # only (no check without blocks to scan).
+            idle = await next_window(pool, settings)
+            assert idle.cu_spent == 10
+
             # The receiver: every match once, then the orphaned ones removed by id.
             async with delivering(webhook_settings(), pool):
 
@@ -221,3 +238,45 @@ async def next_window_none(pool: asyncpg.Pool, settings: Settings) -> None:
     """A tick of a stopped chain: the worker takes the lease and runs no window."""
     await asyncio.sleep(settings.chains[1].tick_seconds)
     assert await run_window(pool, settings, 1, "test-worker") is None
+
+
+async def test_a_completed_backfill_whose_blocks_a_reorg_replaced_scans_them_again(
+    fresh_anvil: AnvilNode, conn: asyncpg.Connection, database_url: str
+) -> None:
+    url = fresh_anvil.url
+    address = chain.deploy_emitter(url)
+    low = chain.block_number(url) + 1
+    transfers(url, address, range(4))
+    snapshot = fresh_anvil.rpc("evm_snapshot")
+    transfers(url, address, range(100, 104))
+    head = chain.block_number(url)
+    workspace = await make_workspace(conn, credits=CREDITS)
+    subscription = await create_subscription(conn, workspace, addresses=[address])
+    bounded = await create_backfill(conn, subscription, low, head)
+    # A follow request of another subscription keeps the chain's windows scanning.
+    other = await create_subscription(conn, workspace, addresses=[address])
+    follower = await create_backfill(conn, other, head, head, follow=True)
+    settings = window_settings(url, max_block_range=3, reorg_check_blocks=64)
+    async with window_pool(database_url) as pool:
+        await catch_up(pool, conn, settings, follower, head)
+        row = await request_row(conn, bounded)
+        assert row["status"] == "completed" and row["new_matches"] == 8
+
+        fresh_anvil.rpc("evm_revert", [snapshot])
+        transfers(url, address, range(500, 503))  # three blocks now, not four
+        chain.mine(url, 2)
+        new_head = chain.block_number(url)
+        await catch_up(pool, conn, settings, follower, new_head)
+        for _ in range(5):
+            if (await request_row(conn, bounded))["status"] == "completed":
+                break
+            await next_window(pool, settings)
+        row = await request_row(conn, bounded)
+        assert row["status"] == "completed" and row["finished_at"] is not None
+        assert row["matches_removed"] == 4 and row["to_block"] == head
+        expected = keys_of(chain.get_logs(url, low, head, address=address))
+        assert await stored_matches(conn, subscription) == expected
+        assert row["new_matches"] - row["matches_removed"] == len(expected)
+        credits = await conn.fetchval("SELECT credits FROM workspaces WHERE id = $1", workspace)
+        other_matches = len(await stored_matches(conn, other))
+        assert credits == CREDITS - len(expected) - other_matches

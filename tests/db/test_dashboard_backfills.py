@@ -525,6 +525,28 @@ async def test_the_live_part_shows_the_last_provider_trouble_and_when(
     assert by_testid(fragment, "cursor") == "150"
 
 
+async def test_the_live_part_counts_matches_a_reorg_removed_only_when_there_are_some(
+    owner: Owner, conn: asyncpg.Connection
+) -> None:
+    untouched = await make_backfill(
+        conn, uuid.UUID(owner.subscription_id), status="processing", cursor=150
+    )
+    fragment = await page(owner.client, f"/requests/{untouched}/live")
+    assert 'data-testid="matches-removed"' not in fragment
+
+    reorged = await make_backfill(
+        conn,
+        uuid.UUID(owner.subscription_id),
+        status="processing",
+        cursor=150,
+        new_matches=40,
+        credits_charged=40,
+        matches_removed=6,
+    )
+    fragment = await page(owner.client, f"/requests/{reorged}/live")
+    assert words(by_testid(fragment, "matches-removed")) == "Removed by reorgs 6"
+
+
 async def test_pause_resume_and_cancel_through_the_page(
     owner: Owner, conn: asyncpg.Connection
 ) -> None:

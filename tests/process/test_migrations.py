@@ -34,6 +34,9 @@ EXPECTED_TABLES = {
     "dashboard_sessions",
     "backfill_request_windows",
     "log_fragments",
+    "chain_blocks",
+    "reorgs",
+    "removed_matches",
 }
 
 

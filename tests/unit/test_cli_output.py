@@ -45,3 +45,11 @@ def test_provider_trouble_and_blocks_are_shown_with_their_reason() -> None:
     blocked = a_request(status="blocked", blocked_reason="the workspace's plan (free) ...")
     assert "blocked: the workspace's plan (free)" in progress_detail(blocked, NOW)
     assert "  blocked      the workspace's plan (free) ..." in _describe_backfill(blocked)
+
+
+def test_matches_a_reorg_removed_are_said_only_when_there_are_some() -> None:
+    assert "removed" not in _describe_backfill(a_request(matches=5, new_matches=5))
+    reorged = a_request(matches=9, new_matches=9, matches_removed=3)
+    assert "  matches      9 (new 9, duplicates 0, 3 removed by reorgs and refunded)" in (
+        _describe_backfill(reorged)
+    )

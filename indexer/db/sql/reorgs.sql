@@ -28,11 +28,14 @@ WITH pruned AS (
 UPDATE chain_state SET checked_block = $2, updated_at = now() WHERE chain_id = $1;
 
 -- stored_hashes(chain_id, below, floor) --
--- What logfill holds of the blocks in [`$3`, `$2`): the recorded headers and the
--- block hashes of the stored logs, newest first (a block may appear with two
--- hashes if its records disagree).
+-- What logfill holds of the blocks in [`$3`, `$2`): the recorded headers, the parent
+-- hashes they name for the block before, and the block hashes of the stored logs,
+-- newest first (a block may appear with two hashes if its records disagree).
 SELECT block_number, block_hash FROM chain_blocks
 WHERE chain_id = $1 AND block_number < $2 AND block_number >= $3
+UNION
+SELECT block_number - 1, parent_hash FROM chain_blocks
+WHERE chain_id = $1 AND block_number - 1 < $2 AND block_number - 1 >= $3
 UNION
 SELECT DISTINCT block_number, block_hash FROM logs
 WHERE chain_id = $1 AND block_number < $2 AND block_number >= $3

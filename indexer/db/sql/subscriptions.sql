@@ -96,3 +96,14 @@ WHERE m.subscription_id = $1 AND (m.block_number, m.log_index) < ($3, $4)
   AND m.block_number >= $5
 ORDER BY m.block_number DESC, m.log_index DESC
 LIMIT $6;
+
+-- list_removed_events(subscription_id, after_reorg, after_block, after_log_index, limit) --
+-- A subscription's matches that reorgs removed (kept for audit), by reorg, then in
+-- chain order, after a keyset cursor.
+SELECT subscription_id, block_number, log_index, backfill_request_id, reorg_id, block_hash,
+       transaction_hash, transaction_index, address, topics, data,
+       matched_at AS created_at, removed_at
+FROM removed_matches
+WHERE subscription_id = $1 AND (reorg_id, block_number, log_index) > ($2, $3, $4)
+ORDER BY reorg_id, block_number, log_index
+LIMIT $5;
