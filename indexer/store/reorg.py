@@ -212,14 +212,14 @@ async def resume_chain(
 ) -> dict[str, Any]:
     """Let a stopped chain's windows run again; with `rescan_from`, first repair as if
     the blocks from there on were replaced (the operator checked where the fork is)."""
+    if rescan_from is not None and rescan_from < 0:
+        raise InvalidInput(f"--rescan-from must be a block number >= 0, got {rescan_from}")
     async with conn.transaction():
         status = await chain_status(conn, chain_id)
         if rescan_from is not None and status["halted_reason"] is None:
             raise InvalidInput(
                 f"chain {chain_id} is not stopped; --rescan-from repairs a stopped chain only"
             )
-        if rescan_from is not None and rescan_from < 0:
-            raise InvalidInput(f"--rescan-from must be a block number >= 0, got {rescan_from}")
         previous = await queries.fetchval(conn, "resume_chain", chain_id=chain_id)
         repair = None
         if rescan_from is not None:

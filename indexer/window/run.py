@@ -250,9 +250,10 @@ class Window:
         return heads.head - depth if depth else None
 
     async def check_reorgs(self, client: RpcClient, safe_head: int) -> Checked:
-        """Before the window's first eth_getLogs call, the recent blocks logfill recorded,
-        read again (once a window); a reorg below the safe head is repaired and the
-        requests read again ("replan"). "stop": the check failed or the chain stopped."""
+        """Before the window's first eth_getLogs call or use of stored logs near the safe
+        head, the recent blocks logfill recorded, read again (once a window); a reorg
+        below the safe head is repaired and the requests read again ("replan").
+        "stop": the check failed or the chain stopped."""
         if self.reorgs_checked or not self.chain.reorg_zone():
             return "scan"
         self.reorgs_checked = True
@@ -373,6 +374,14 @@ class Window:
                 return
             subscription_of = {r.id: r.subscription_id for r in active}
             cached = self.cache.cached_front(planned, subscription_of)
+            # The provider is asked only after the check; stored logs near the safe
+            # head are served from the cache only after it too.
+            if not cached.served or cached.high >= safe_head - self.chain.reorg_zone():
+                checked = await self.check_reorgs(scanner.client, safe_head)
+                if checked == "stop":
+                    return
+                if checked == "replan":
+                    continue
             if cached.served:
                 if not await self.serve_cached(cached):
                     return  # nothing moved (a commit lost its requests): next window
@@ -380,11 +389,6 @@ class Window:
             planned = self.cache.before_cached(planned, subscription_of)
             if planned.low > planned.high:
                 return  # defensive: a cached front is served above, so never empty
-            checked = await self.check_reorgs(scanner.client, safe_head)
-            if checked == "stop":
-                return
-            if checked == "replan":
-                continue
             spent_before = self.budget.spent_cu
             workspaces = {self.requests[r].workspace_id for r in planned.served}
             try:

@@ -280,3 +280,85 @@ async def test_a_completed_backfill_whose_blocks_a_reorg_replaced_scans_them_aga
         credits = await conn.fetchval("SELECT credits FROM workspaces WHERE id = $1", workspace)
         other_matches = len(await stored_matches(conn, other))
         assert credits == CREDITS - len(expected) - other_matches
+
+
+async def test_a_reorg_the_walk_needs_several_steps_for_is_repaired_exactly(
+    fresh_anvil: AnvilNode, conn: asyncpg.Connection, database_url: str
+) -> None:
+    """Forty replaced blocks, each with a match: the walk down reads 32 blocks a step."""
+    url = fresh_anvil.url
+    address = chain.deploy_emitter(url)
+    low = chain.block_number(url) + 1
+    transfers(url, address, range(5))
+    snapshot = fresh_anvil.rpc("evm_snapshot")
+    fork = chain.block_number(url) + 1
+    transfers(url, address, range(1000, 1040))
+    head = chain.block_number(url)
+    workspace = await make_workspace(conn, credits=CREDITS)
+    subscription = await create_subscription(conn, workspace, addresses=[address])
+    request = await create_backfill(conn, subscription, low, head, follow=True)
+    settings = window_settings(url, max_block_range=100, reorg_check_blocks=64)
+    async with window_pool(database_url) as pool:
+        await catch_up(pool, conn, settings, request, head)
+        fresh_anvil.rpc("evm_revert", [snapshot])
+        transfers(url, address, range(2000, 2045))
+        new_head = chain.block_number(url)
+        reports = await catch_up(pool, conn, settings, request, new_head)
+        (repaired,) = [r for r in reports if r.stats.reorg_depth is not None]
+        assert repaired.stats.matches_removed == 40
+        assert repaired.stats.reorg_depth == head - fork + 1
+        expected = keys_of(chain.get_logs(url, low, new_head, address=address))
+        assert await stored_matches(conn, subscription) == expected
+        credits = await conn.fetchval("SELECT credits FROM workspaces WHERE id = $1", workspace)
+        assert credits == CREDITS - len(expected)
+
+
+async def test_a_check_the_node_cannot_answer_scans_nothing_until_it_can(
+    fresh_anvil: AnvilNode, conn: asyncpg.Connection, database_url: str
+) -> None:
+    """After the reorg the chain is shorter than the newest block logfill recorded: the
+    node has no such block, so the check cannot tell and the window scans nothing (a
+    node behind would answer the same). Once the chain is longer, the reorg is found."""
+    url = fresh_anvil.url
+    address = chain.deploy_emitter(url)
+    low = chain.block_number(url) + 1
+    transfers(url, address, range(3))
+    snapshot = fresh_anvil.rpc("evm_snapshot")
+    transfers(url, address, range(100, 110))
+    head = chain.block_number(url)
+    workspace = await make_workspace(conn, credits=CREDITS)
+    first = await create_subscription(conn, workspace, addresses=[address])
+    await create_backfill(conn, first, low, head)
+    settings = window_settings(url, max_block_range=4, reorg_check_blocks=64)
+    async with window_pool(database_url) as pool:
+        for _ in range(5):
+            await next_window(pool, settings)
+        assert len(await stored_matches(conn, first)) == 13
+
+        fresh_anvil.rpc("evm_revert", [snapshot])
+        transfers(url, address, range(300, 303))
+        short_head = chain.block_number(url)
+        assert short_head < head
+        second = await create_subscription(conn, workspace, addresses=[address])
+        later = await create_backfill(conn, second, low, short_head)
+        recorded = await conn.fetchval("SELECT count(*) FROM chain_blocks")
+        held = await next_window(pool, settings)
+        assert held.stats.errors == 1 and held.stats.reorg_depth is None
+        assert held.cu_spent == 10 + 20 * recorded  # the head, and the check's headers
+        assert await stored_matches(conn, second) == []
+        assert await conn.fetchval("SELECT count(*) FROM reorgs") == 0
+
+        transfers(url, address, range(400, 412))
+        new_head = chain.block_number(url)
+        for _ in range(10):
+            report = await next_window(pool, settings)
+            row = await request_row(conn, later)
+            if report.stats.new_matches == 0 and row["status"] == "completed":
+                break
+        assert await conn.fetchval("SELECT count(*) FROM reorgs") == 1
+        on_new_chain = keys_of(chain.get_logs(url, low, short_head, address=address))
+        assert await stored_matches(conn, second) == on_new_chain
+        assert await stored_matches(conn, first) == keys_of(
+            chain.get_logs(url, low, head, address=address)
+        )
+        assert new_head > head

@@ -497,7 +497,9 @@ async def test_a_request_queued_while_the_worker_idles_starts_at_once_not_at_the
     of credits) starts within seconds: the database wakes the worker, and the window it
     runs follows the tick's first one on what that tick's budget has left."""
     on = fill_two_emitters(fresh_anvil.url, 100, segments=1)  # 200 logs over 40 blocks
-    configure_chain(workers, on.url, tick_seconds=60)
+    # No reorg checks: the CU figures below are the budget's (tests/chain/test_reorg.py
+    # prices the checks).
+    configure_chain(workers, on.url, tick_seconds=60, reorg_check_blocks=0)
     only = workers.start()
     await listening(only, workers, conn)
 
