@@ -18,6 +18,7 @@ from api.auth import KeyCache
 from api.dashboard import add_dashboard
 from api.handlers import backfills, deliveries, events, health, subscriptions, workspace
 from api.openapi import build_openapi
+from api.presence import presence
 from api.problems import problem_middleware
 from api.ratelimit import RateLimiter
 from api.routing import Operation, add_operations
@@ -82,6 +83,7 @@ def create_app(
     operations = all_operations()
     app[OPENAPI] = orjson.dumps(build_openapi(operations, version=API_VERSION))
     app.cleanup_ctx.append(_database(settings, database_url, pool))
+    app.cleanup_ctx.append(presence())
     add_operations(app, operations)
     if settings.dashboard_enabled:
         add_dashboard(app)

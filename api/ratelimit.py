@@ -1,8 +1,10 @@
 """Per-API-key rate limit: a token bucket per key, sized from the workspace's plan.
 
-The buckets live in this API process: with N `logfill api` processes behind a
-load balancer a key gets up to N times its plan's `api_requests_per_minute`.
-A bucket holds a minute's worth of requests and refills continuously.
+The buckets live in this API process. With N `logfill api` processes alive
+(`api.presence` counts them in PostgreSQL) each gives a key 1/N of its plan's
+`api_requests_per_minute`, so behind a load balancer that spreads requests
+evenly the key gets its plan's rate in all. A bucket holds a minute's worth of
+requests and refills continuously.
 """
 
 from __future__ import annotations
@@ -24,18 +26,20 @@ class _Bucket:
 class RateLimiter:
     def __init__(self) -> None:
         self._buckets: dict[uuid.UUID, _Bucket] = {}
+        self.processes = 1  # API processes alive, this one included (`api.presence`)
 
     def take(self, key_id: uuid.UUID, per_minute: int, now: float | None = None) -> int | None:
         """Spend one token; None if allowed, else the whole seconds until one is back."""
         now = time.monotonic() if now is None else now
-        rate = per_minute / 60.0
+        share = per_minute / max(1, self.processes)  # this process's part of the plan's rate
+        rate = share / 60.0
         bucket = self._buckets.get(key_id)
         if bucket is None:
             if len(self._buckets) >= MAX_BUCKETS:
                 self._forget_full(now, rate)
-            bucket = self._buckets[key_id] = _Bucket(float(per_minute), now)
+            bucket = self._buckets[key_id] = _Bucket(share, now)
         else:
-            bucket.tokens = min(float(per_minute), bucket.tokens + (now - bucket.updated) * rate)
+            bucket.tokens = min(share, bucket.tokens + (now - bucket.updated) * rate)
             bucket.updated = now
         if bucket.tokens >= 1.0:
             bucket.tokens -= 1.0

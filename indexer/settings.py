@@ -162,6 +162,9 @@ class Settings(BaseSettings):
     # How long an API process trusts a key it has looked up (a revoked key works
     # for at most this long in a process that saw it recently).
     api_key_cache_seconds: Annotated[float, Field(ge=0)] = 10.0
+    # Every this many seconds an API process tells PostgreSQL it is alive and reads how
+    # many are; a key's requests per minute are shared out among them.
+    api_presence_seconds: Annotated[float, Field(gt=0, le=300)] = 5.0
     # The dashboard (served by `logfill api` and `logfill run` at /dashboard): how long
     # a sign-in lasts, and whether its cookie is marked Secure ("auto": when the
     # request came over https, as aiohttp sees it; "always" behind a TLS proxy).

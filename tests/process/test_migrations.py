@@ -37,6 +37,7 @@ EXPECTED_TABLES = {
     "chain_blocks",
     "reorgs",
     "removed_matches",
+    "api_processes",
 }
 
 

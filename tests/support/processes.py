@@ -76,10 +76,11 @@ class ApiProcess:
 
 
 @contextmanager
-def api_process(database_url: str, data_dir: Path) -> Iterator[ApiProcess]:
-    """`logfill api` on a free port (no worker: requests stay where the test puts them)."""
+def api_process(database_url: str, data_dir: Path, **extra: str) -> Iterator[ApiProcess]:
+    """`logfill api` on a free port (no worker: requests stay where the test puts them);
+    `extra`: more environment."""
     port = free_port()
-    env = service_env(database_url, data_dir, LOGFILL_API_PORT=str(port))
+    env = service_env(database_url, data_dir, LOGFILL_API_PORT=str(port), **extra)
     data_dir.mkdir(parents=True, exist_ok=True)
     log = (data_dir / "api.log").open("wb")
     proc = subprocess.Popen([LOGFILL_BIN, "api"], env=env, stdout=log, stderr=log)
