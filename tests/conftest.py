@@ -13,7 +13,8 @@ Tiers, one folder each (`pytest tests/unit tests/db` is the fast set):
 tests create their own). Without it an embedded PostgreSQL is started for the
 session, which is the path a fresh machine takes.
 
-Every other `LOGFILL_*` variable a developer exported is dropped here, at import,
+Every other `LOGFILL_*` variable a developer exported is dropped here, at import
+(but the suite's switches, `LOGFILL_REQUIRE_BROWSER` and `LOGFILL_REQUIRE_TOOLS`),
 and `Settings` reads no `.env`, so a test sees only the configuration it sets
 itself. Processes the tests start get an environment built the same way
 (`cli_env`, `service_env`).
@@ -30,10 +31,13 @@ import pytest
 
 from indexer.settings import Settings
 
-# Read first: the environment is cleaned of every LOGFILL_* variable just below.
+# Read first: the environment is cleaned of every LOGFILL_* variable just below, except
+# the suite's own switches (`LOGFILL_REQUIRE_*`, set by .ci/run: a missing browser or
+# tool fails the run there instead of skipping), which no Settings field reads.
 TEST_DATABASE_URL = os.environ.get("LOGFILL_TEST_DATABASE_URL")
 for _name in [name for name in os.environ if name.startswith("LOGFILL_")]:
-    del os.environ[_name]
+    if not _name.startswith("LOGFILL_REQUIRE_"):
+        del os.environ[_name]
 
 # Settings reads `.env` from the working directory; a test never should. (Settings are read
 # when made, not when imported, so this holds for every Settings() of the run.)

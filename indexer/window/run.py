@@ -32,7 +32,7 @@ from indexer.chain.filters import Matcher, merge_filters, subscription_filter
 from indexer.chain.scanner import LogChunk, LogScanner
 from indexer.db import queries
 from indexer.db.pool import Connection
-from indexer.domain import RUNNABLE
+from indexer.domain import BACKFILL_STATUSES, RUNNABLE
 from indexer.outbox.bodies import EventDecoder
 from indexer.outbox.enqueue import OutboxLimits
 from indexer.settings import ChainSettings, Settings
@@ -624,6 +624,10 @@ class Window:
         )
 
     async def update_queue_depth(self) -> None:
+        """Requests per status on the chain; a status with none left reads 0, not the
+        count it had (an alert on paused_credits clears after a top-up)."""
         chain = str(self.chain_id)
-        for row in await queries.fetch(self.conn, "queue_depth", chain_id=self.chain_id):
-            metrics.QUEUE_DEPTH.labels(chain, row["status"]).set(row["n"])
+        rows = await queries.fetch(self.conn, "queue_depth", chain_id=self.chain_id)
+        counts = {row["status"]: row["n"] for row in rows}
+        for status in BACKFILL_STATUSES:
+            metrics.QUEUE_DEPTH.labels(chain, status).set(counts.get(status, 0))

@@ -97,3 +97,7 @@ async def test_a_follow_request_keeps_up_with_a_mining_chain_until_cancelled(
         after = await next_window(pool, settings)
         assert after.cu_spent == 10
         assert await stored_matches(conn, subscription) == expected
+        # The queue's gauge follows: none following any more, not the last count.
+        metrics = generate_latest().decode()
+        assert 'logfill_backfill_requests{chain_id="1",status="following"} 0.0' in metrics
+        assert 'logfill_backfill_requests{chain_id="1",status="cancelled"} 1.0' in metrics
