@@ -60,3 +60,8 @@ CHAIN_HALTED = Gauge(
     "1 while a reorg deeper than max_reorg_depth keeps the chain's windows stopped",
     ["chain_id"],
 )
+LEASES_TAKEN_OVER = Counter(
+    "logfill_window_leases_taken_over_total",
+    "Window leases taken over from a leader that died mid-window (its window left open)",
+    ["chain_id"],
+)

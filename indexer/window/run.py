@@ -125,7 +125,10 @@ async def run_window(
         if halted is not None:  # stopped by a deep reorg until an operator resumes it
             await end_lease(conn, chain_id, worker, chain, 0)
             return None
-        await queries.execute(conn, "close_abandoned_windows", chain_id=chain_id)
+        abandoned = await queries.fetchval(conn, "close_abandoned_windows", chain_id=chain_id)
+        if abandoned:  # a leader died mid-window and its lease ran out: taken over
+            metrics.LEASES_TAKEN_OVER.labels(str(chain_id)).inc()
+            log.warning("window_lease_taken_over", chain_id=chain_id, abandoned=abandoned)
         window_id: int = await queries.fetchval(
             conn, "open_window", chain_id=chain_id, worker=worker, budget_cu=lease.budget_cu
         )

@@ -298,6 +298,9 @@ async def test_kill_9_at_random_moments_then_a_restart_finishes_like_an_uninterr
         workers=workers,
     )
     assert last.proc.poll() is None, last.output()
+    # The worker that took over a window left open said so (and counted it: the
+    # logfill_window_leases_taken_over_total counter).
+    assert any("window_lease_taken_over" in w.output() for w in workers.started)
     crashed = await outcome(conn, backfill)
 
     # The same backfill on a database of its own, one worker, never interrupted.

@@ -94,10 +94,15 @@ SET learned_block_range = EXCLUDED.learned_block_range,
     updated_at = now();
 
 -- close_abandoned_windows(chain_id) --
--- Windows whose worker died mid-way (the lease had run out): close their audit rows.
-UPDATE windows
-SET finished_at = now(), error = coalesce(error, 'worker lost before the window finished')
-WHERE chain_id = $1 AND finished_at IS NULL;
+-- Windows whose worker died mid-way (the lease had run out): close their audit rows;
+-- how many there were.
+WITH closed AS (
+    UPDATE windows
+    SET finished_at = now(), error = coalesce(error, 'worker lost before the window finished')
+    WHERE chain_id = $1 AND finished_at IS NULL
+    RETURNING 1
+)
+SELECT count(*) FROM closed;
 
 -- open_window(chain_id, worker, budget_cu) --
 -- The audit row of a window, filled in as it goes, with the start of the tick whose
