@@ -5,6 +5,7 @@ Both are pure: no clock, no randomness of their own; callers pass them in.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from indexer.errors import LogfillError
@@ -14,14 +15,19 @@ class BudgetExhausted(LogfillError):
     """The next RPC attempt does not fit in this window's budget; the rest waits."""
 
 
+Journal = Callable[[int, int], Awaitable[None]]  # (cu, attempts) about to be sent
+
+
 @dataclass
 class WindowBudget:
-    """CU a window may spend. Every attempt is paid *before* it is sent."""
+    """CU a window may spend. Every attempt is paid *before* it is sent, and with a
+    `journal`, written down before it is sent (the window's audit in PostgreSQL)."""
 
     limit_cu: int
     spent_cu: int = 0
     attempts: int = 0
     by_method: dict[str, int] = field(default_factory=dict)
+    journal: Journal | None = None
 
     def __post_init__(self) -> None:
         if self.limit_cu < 0:
@@ -45,6 +51,12 @@ class WindowBudget:
         self.spent_cu += cost
         self.attempts += 1
         self.by_method[method] = self.by_method.get(method, 0) + cost
+
+    def refund(self, method: str, cost: int) -> None:
+        """Undo `spend` for an attempt that was never sent (its journal line failed)."""
+        self.spent_cu -= cost
+        self.attempts -= 1
+        self.by_method[method] -= cost
 
 
 def backoff_delay(

@@ -181,7 +181,7 @@ class RpcClient:
     ) -> T:
         label = "+".join(method for method, _ in calls)
         for attempt in range(self.chain.max_attempts):
-            self._pay(calls, budget)
+            await self._pay(calls, budget)
             try:
                 status, raw = await self._send(calls, label)
                 with _collector_paused():
@@ -212,10 +212,21 @@ class RpcClient:
                 f" {budget.remaining_cu} of {budget.limit_cu} remain"
             )
 
-    def _pay(self, calls: list[Call], budget: WindowBudget) -> None:
+    async def _pay(self, calls: list[Call], budget: WindowBudget) -> None:
+        """Pay for one attempt of the batch; with a journal, the payment is written down
+        before anything is sent (if that fails, nothing is paid and nothing sent)."""
         self._check_affordable(calls, budget)
-        for method, _ in calls:
-            budget.spend(method, self.chain.cu_cost(method))
+        paid = [(method, self.chain.cu_cost(method)) for method, _ in calls]
+        for method, cost in paid:
+            budget.spend(method, cost)
+        if budget.journal is None:
+            return
+        try:
+            await budget.journal(sum(cost for _, cost in paid), len(paid))
+        except BaseException:
+            for method, cost in paid:
+                budget.refund(method, cost)
+            raise
 
     async def _send(self, calls: list[Call], label: str) -> tuple[int, bytes]:
         payload: Any = [

@@ -25,7 +25,7 @@ import asyncpg
 import structlog
 
 from indexer import intervals
-from indexer.chain.budget import BudgetExhausted, WindowBudget
+from indexer.chain.budget import BudgetExhausted, Journal, WindowBudget
 from indexer.chain.client import BlockRef, Heads, RpcClient
 from indexer.chain.errors import FatalRpcError, RpcError
 from indexer.chain.filters import Matcher, merge_filters, subscription_filter
@@ -133,6 +133,7 @@ async def run_window(
             conn, "open_window", chain_id=chain_id, worker=worker, budget_cu=lease.budget_cu
         )
         window = Window(conn, settings, chain_id, chain, worker, window_id, lease)
+        window.budget.journal = spend_journal(pool, window_id)
         began = time.monotonic()
         try:
             async with RpcClient.open(chain) as client:
@@ -149,6 +150,16 @@ async def run_window(
             report = window.report(duration)
             _observe(report)
     return report
+
+
+def spend_journal(pool: asyncpg.Pool, window_id: int) -> Journal:
+    """Writes what the window is about to send (`window_spend`) on a connection of its
+    own: the window's connection may be in a commit, and a call never waits for one."""
+
+    async def journal(cu: int, calls: int) -> None:
+        await queries.execute(pool, "spend_window_cu", window_id=window_id, cu=cu, calls=calls)
+
+    return journal
 
 
 def _observe(report: WindowReport) -> None:

@@ -301,6 +301,14 @@ async def test_kill_9_at_random_moments_then_a_restart_finishes_like_an_uninterr
     # The worker that took over a window left open said so (and counted it: the
     # logfill_window_leases_taken_over_total counter).
     assert any("window_lease_taken_over" in w.output() for w in workers.started)
+    # Every CU a window sent calls for is in its audit row, the killed ones' too
+    # (written before each call went out, folded in when the next leader closed them).
+    unaccounted = await conn.fetch(
+        "SELECT w.id, w.cu_spent, s.cu_spent AS sent FROM windows w"
+        " LEFT JOIN window_spend s ON s.window_id = w.id"
+        " WHERE w.cu_spent IS DISTINCT FROM coalesce(s.cu_spent, 0)"
+    )
+    assert unaccounted == []
     crashed = await outcome(conn, backfill)
 
     # The same backfill on a database of its own, one worker, never interrupted.

@@ -94,15 +94,31 @@ SET learned_block_range = EXCLUDED.learned_block_range,
     updated_at = now();
 
 -- close_abandoned_windows(chain_id) --
--- Windows whose worker died mid-way (the lease had run out): close their audit rows;
+-- Windows whose worker died mid-way (the lease had run out): close their audit rows,
+-- with every CU they sent calls for (`window_spend`, written before each call);
 -- how many there were.
 WITH closed AS (
-    UPDATE windows
-    SET finished_at = now(), error = coalesce(error, 'worker lost before the window finished')
-    WHERE chain_id = $1 AND finished_at IS NULL
+    UPDATE windows w
+    SET finished_at = now(),
+        error = coalesce(w.error, 'worker lost before the window finished'),
+        cu_spent = greatest(w.cu_spent, coalesce(s.cu_spent, 0)),
+        calls = greatest(w.calls, coalesce(s.calls, 0))
+    FROM (SELECT w2.id, s2.cu_spent, s2.calls
+          FROM windows w2 LEFT JOIN window_spend s2 ON s2.window_id = w2.id
+          WHERE w2.chain_id = $1 AND w2.finished_at IS NULL) s
+    WHERE w.id = s.id
     RETURNING 1
 )
 SELECT count(*) FROM closed;
+
+-- spend_window_cu(window_id, cu, calls) --
+-- A window is about to send calls costing `$2` CU: written first, so that what the
+-- provider is sent is in the audit even if the worker dies or the database goes away
+-- right after.
+INSERT INTO window_spend (window_id, cu_spent, calls) VALUES ($1, $2, $3)
+ON CONFLICT (window_id) DO UPDATE
+SET cu_spent = window_spend.cu_spent + EXCLUDED.cu_spent,
+    calls = window_spend.calls + EXCLUDED.calls;
 
 -- open_window(chain_id, worker, budget_cu) --
 -- The audit row of a window, filled in as it goes, with the start of the tick whose
