@@ -360,21 +360,6 @@ class Decoded(BaseModel):
     args: dict[str, Any]
 
 
-class Event(BaseModel):
-    id: str
-    block_number: int
-    block_hash: str
-    transaction_hash: str
-    transaction_index: int
-    log_index: int
-    address: str
-    topics: list[str]
-    data: str
-    decoded: Decoded | None = None
-    backfill_id: uuid.UUID | None
-    stored_at: datetime
-
-
 class WebhookEvent(BaseModel):
     """One event of a webhook body: a stored event without its listing fields."""
 
@@ -388,6 +373,13 @@ class WebhookEvent(BaseModel):
     topics: list[str]
     data: str
     decoded: Decoded | None = None
+
+
+class Event(WebhookEvent):
+    """A stored event: as webhooks carry it, with the request it was found under."""
+
+    backfill_id: uuid.UUID | None
+    stored_at: datetime
 
 
 class WebhookBody(BaseModel):

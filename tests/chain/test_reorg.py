@@ -45,6 +45,23 @@ def transfers(url: str, address: str, values: range) -> None:
         chain.emit_transfer(url, address, ALICE, BOB, value)
 
 
+def replaceable_history(
+    node: AnvilNode, *, kept: range, replaced: range
+) -> tuple[str, str, int, str, int, int]:
+    """An Emitter, then a Transfer a block for each of `kept`, a snapshot, and one for
+    each of `replaced` (the blocks a reorg will replace). Returns the node's URL, the
+    contract, the first block with a Transfer, the snapshot, the first block after it
+    (the fork) and the head."""
+    url = node.url
+    address = chain.deploy_emitter(url)
+    low = chain.block_number(url) + 1
+    transfers(url, address, kept)
+    snapshot = node.rpc("evm_snapshot")
+    fork = chain.block_number(url) + 1
+    transfers(url, address, replaced)
+    return url, address, low, snapshot, fork, chain.block_number(url)
+
+
 async def request_row(conn: asyncpg.Connection, request: uuid.UUID) -> asyncpg.Record:
     row = await conn.fetchrow("SELECT * FROM backfill_requests WHERE id = $1", request)
     assert row is not None
@@ -70,14 +87,9 @@ def event_ids(url: str, raw_logs: list[dict[str, Any]]) -> set[str]:
 async def test_a_reorg_below_the_safe_head_is_repaired_and_announced(
     fresh_anvil: AnvilNode, conn: asyncpg.Connection, database_url: str
 ) -> None:
-    url = fresh_anvil.url
-    address = chain.deploy_emitter(url)
-    low = chain.block_number(url) + 1
-    transfers(url, address, range(10))  # blocks the reorg leaves alone
-    snapshot = fresh_anvil.rpc("evm_snapshot")
-    fork = chain.block_number(url) + 1
-    transfers(url, address, range(100, 106))  # six blocks the reorg replaces
-    head = chain.block_number(url)
+    url, address, low, snapshot, fork, head = replaceable_history(
+        fresh_anvil, kept=range(10), replaced=range(100, 106)
+    )
     orphaned = chain.get_logs(url, fork, head, address=address)
     assert len(orphaned) == 6
 
@@ -188,14 +200,9 @@ async def test_a_reorg_below_the_safe_head_is_repaired_and_announced(
 async def test_a_reorg_deeper_than_the_limit_stops_the_chain_and_removes_nothing(
     fresh_anvil: AnvilNode, conn: asyncpg.Connection, database_url: str
 ) -> None:
-    url = fresh_anvil.url
-    address = chain.deploy_emitter(url)
-    low = chain.block_number(url) + 1
-    transfers(url, address, range(3))
-    snapshot = fresh_anvil.rpc("evm_snapshot")
-    fork = chain.block_number(url) + 1
-    transfers(url, address, range(100, 108))
-    head = chain.block_number(url)
+    url, address, low, snapshot, fork, head = replaceable_history(
+        fresh_anvil, kept=range(3), replaced=range(100, 108)
+    )
     workspace = await make_workspace(conn, credits=CREDITS)
     subscription = await create_subscription(conn, workspace, addresses=[address])
     request = await create_backfill(conn, subscription, low, head, follow=True)
@@ -243,13 +250,9 @@ async def next_window_none(pool: asyncpg.Pool, settings: Settings) -> None:
 async def test_a_completed_backfill_whose_blocks_a_reorg_replaced_scans_them_again(
     fresh_anvil: AnvilNode, conn: asyncpg.Connection, database_url: str
 ) -> None:
-    url = fresh_anvil.url
-    address = chain.deploy_emitter(url)
-    low = chain.block_number(url) + 1
-    transfers(url, address, range(4))
-    snapshot = fresh_anvil.rpc("evm_snapshot")
-    transfers(url, address, range(100, 104))
-    head = chain.block_number(url)
+    url, address, low, snapshot, _, head = replaceable_history(
+        fresh_anvil, kept=range(4), replaced=range(100, 104)
+    )
     workspace = await make_workspace(conn, credits=CREDITS)
     subscription = await create_subscription(conn, workspace, addresses=[address])
     bounded = await create_backfill(conn, subscription, low, head)
@@ -286,14 +289,9 @@ async def test_a_reorg_the_walk_needs_several_steps_for_is_repaired_exactly(
     fresh_anvil: AnvilNode, conn: asyncpg.Connection, database_url: str
 ) -> None:
     """Forty replaced blocks, each with a match: the walk down reads 32 blocks a step."""
-    url = fresh_anvil.url
-    address = chain.deploy_emitter(url)
-    low = chain.block_number(url) + 1
-    transfers(url, address, range(5))
-    snapshot = fresh_anvil.rpc("evm_snapshot")
-    fork = chain.block_number(url) + 1
-    transfers(url, address, range(1000, 1040))
-    head = chain.block_number(url)
+    url, address, low, snapshot, fork, head = replaceable_history(
+        fresh_anvil, kept=range(5), replaced=range(1000, 1040)
+    )
     workspace = await make_workspace(conn, credits=CREDITS)
     subscription = await create_subscription(conn, workspace, addresses=[address])
     request = await create_backfill(conn, subscription, low, head, follow=True)
@@ -319,13 +317,9 @@ async def test_a_check_the_node_cannot_answer_scans_nothing_until_it_can(
     """After the reorg the chain is shorter than the newest block logfill recorded: the
     node has no such block, so the check cannot tell and the window scans nothing (a
     node behind would answer the same). Once the chain is longer, the reorg is found."""
-    url = fresh_anvil.url
-    address = chain.deploy_emitter(url)
-    low = chain.block_number(url) + 1
-    transfers(url, address, range(3))
-    snapshot = fresh_anvil.rpc("evm_snapshot")
-    transfers(url, address, range(100, 110))
-    head = chain.block_number(url)
+    url, address, low, snapshot, _, head = replaceable_history(
+        fresh_anvil, kept=range(3), replaced=range(100, 110)
+    )
     workspace = await make_workspace(conn, credits=CREDITS)
     first = await create_subscription(conn, workspace, addresses=[address])
     await create_backfill(conn, first, low, head)

@@ -3,17 +3,15 @@ on a chain whose windows a deep reorg stopped."""
 
 from __future__ import annotations
 
-import subprocess
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-import orjson
 
 from tests.support.factories import insert_log, make_workspace, random_log
-from tests.support.processes import LOGFILL_BIN
+from tests.support.processes import answer, logfill, refusal
 from tests.support.window import create_backfill, create_subscription
 
 CHAIN = 1
@@ -23,27 +21,6 @@ RESCAN_FROM = 150
 # (block, log index) of the stored matches: below the rescan block and from it on.
 KEPT = [(120, 0), (140, 0), (149, 3)]
 REMOVED = [(150, 0), (170, 0), (170, 1)]
-
-
-def logfill(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [LOGFILL_BIN, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=60
-    )
-
-
-def answer(env: dict[str, str], cwd: Path, *args: str) -> Any:
-    """The JSON a command that succeeded printed."""
-    result = logfill(env, cwd, *args)
-    assert result.returncode == 0, result.stderr
-    return orjson.loads(result.stdout)
-
-
-def refusal(result: subprocess.CompletedProcess[str]) -> str:
-    """The one line a refused command says (exit 1, nothing on stdout); logs are JSON lines."""
-    assert (result.returncode, result.stdout) == (1, ""), result.stderr
-    assert "Traceback" not in result.stderr
-    [line] = [line for line in result.stderr.splitlines() if not line.startswith("{")]
-    return line
 
 
 @dataclass(frozen=True)

@@ -6,37 +6,15 @@ from __future__ import annotations
 import subprocess
 import uuid
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import httpx
 import orjson
 import pytest
 
-from tests.support.processes import LOGFILL_BIN, api_process
+from tests.support.processes import LOGFILL_BIN, answer, api_process, logfill, refusal
 
 UNKNOWN = str(uuid.UUID(int=7))
-
-
-def logfill(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [LOGFILL_BIN, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=60
-    )
-
-
-def answer(env: dict[str, str], cwd: Path, *args: str) -> Any:
-    """The JSON a command that succeeded printed."""
-    result = logfill(env, cwd, *args)
-    assert result.returncode == 0, result.stderr
-    return orjson.loads(result.stdout)
-
-
-def refusal(result: subprocess.CompletedProcess[str]) -> str:
-    """The one line a refused command says (exit 1, nothing on stdout); logs are JSON lines."""
-    assert (result.returncode, result.stdout) == (1, ""), result.stderr
-    assert "Traceback" not in result.stderr
-    [line] = [line for line in result.stderr.splitlines() if not line.startswith("{")]
-    return line
 
 
 def status_with(api_url: str, api_key: str) -> int:

@@ -11,13 +11,7 @@ import asyncpg
 import orjson
 import pytest
 
-from tests.support.processes import LOGFILL_BIN
-
-
-def logfill(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [LOGFILL_BIN, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=60
-    )
+from tests.support.processes import LOGFILL_BIN, logfill
 
 
 def error_line(result: subprocess.CompletedProcess[str]) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import httpx
+import orjson
 import psutil
 import pytest
 
@@ -29,6 +30,28 @@ LOGFILL_BIN = str(Path(sys.executable).parent / "logfill")
 CHAIN_ID = 1
 TRANSFER = "Transfer(address indexed from, address indexed to, uint256 value)"
 TOKEN = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+
+
+def logfill(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """One `logfill` command, as an operator types it, with its output as text."""
+    return subprocess.run(
+        [LOGFILL_BIN, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=60
+    )
+
+
+def answer(env: dict[str, str], cwd: Path, *args: str) -> Any:
+    """The JSON a command that succeeded printed."""
+    result = logfill(env, cwd, *args)
+    assert result.returncode == 0, result.stderr
+    return orjson.loads(result.stdout)
+
+
+def refusal(result: subprocess.CompletedProcess[str]) -> str:
+    """The one line a refused command says (exit 1, nothing on stdout); logs are JSON lines."""
+    assert (result.returncode, result.stdout) == (1, ""), result.stderr
+    assert "Traceback" not in result.stderr
+    [line] = [line for line in result.stderr.splitlines() if not line.startswith("{")]
+    return line
 
 
 def make_workspace(database_url: str, *, plan: str = "pro", credits: int = 100) -> str:
