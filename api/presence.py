@@ -67,7 +67,7 @@ def presence() -> Callable[[web.Application], AsyncIterator[None]]:
         await asyncio.gather(task, return_exceptions=True)
         try:
             await queries.execute(app[POOL], "api_process_gone", process_id=process_id)
-        except UNAVAILABLE_ERRORS:
+        except BEAT_ERRORS:
             pass  # its row ages out
 
     return context

@@ -38,6 +38,7 @@ EXPECTED_TABLES = {
     "reorgs",
     "removed_matches",
     "api_processes",
+    "window_spend",
 }
 
 
