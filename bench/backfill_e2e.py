@@ -42,7 +42,7 @@ from typing import Any
 
 from bench.rpc_scan import bare_loop, chunks, fill
 from indexer.accounts import create_workspace
-from indexer.chain.filters import Matcher, merge_filters
+from indexer.chain.filters import Matcher, merge_filters, subscription_filter
 from indexer.db.admin import create_database, drop_database
 from indexer.db.migrate import load_migrations, migrate
 from indexer.db.pool import connect, create_pool
@@ -50,7 +50,7 @@ from indexer.logging import configure_logging
 from indexer.settings import Settings
 from indexer.store.chunk import ChunkPlan
 from indexer.window.eta import estimate_request
-from indexer.window.run import Window, run_window, subscription_filter
+from indexer.window.run import Window, run_window
 from tests.support import anvil as chain
 from tests.support.window import create_backfill, create_subscription, window_settings
 

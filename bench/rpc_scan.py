@@ -114,7 +114,8 @@ async def web3_loop(url: str, params: dict[str, Any], ranges: list[tuple[int, in
 
     async def fetch(low: int, high: int) -> int:
         async with semaphore:
-            return len(await w3.eth.get_logs({**params, "fromBlock": low, "toBlock": high}))
+            query: Any = {**params, "fromBlock": low, "toBlock": high}
+            return len(await w3.eth.get_logs(query))
 
     try:
         return sum(await asyncio.gather(*(fetch(low, high) for low, high in ranges)))
