@@ -24,7 +24,7 @@ from prometheus_client import start_http_server
 
 from indexer import sessions
 from indexer.db import queries
-from indexer.db.pool import connect
+from indexer.db.pool import UNAVAILABLE_ERRORS, connect
 from indexer.errors import DatabaseUnavailable
 from indexer.settings import Settings
 from indexer.webhooks.dispatcher import delivering
@@ -66,6 +66,13 @@ async def window_job(
     """One window for one chain; a failure is logged and the next tick tries again."""
     try:
         await run_window(pool, settings, chain_id, worker, follow=follow)
+    except UNAVAILABLE_ERRORS as exc:  # the database went away: the next tick tries again
+        log.warning(
+            "window_failed",
+            chain_id=chain_id,
+            worker=worker,
+            error=f"{type(exc).__name__}: {exc}",
+        )
     except Exception:
         log.exception("window_failed", chain_id=chain_id, worker=worker)
 

@@ -31,7 +31,7 @@ from indexer.chain.errors import FatalRpcError, RpcError
 from indexer.chain.filters import Matcher, merge_filters, subscription_filter
 from indexer.chain.scanner import LogChunk, LogScanner
 from indexer.db import queries
-from indexer.db.pool import Connection
+from indexer.db.pool import UNAVAILABLE_ERRORS, Connection
 from indexer.domain import BACKFILL_STATUSES, RUNNABLE
 from indexer.outbox.bodies import EventDecoder
 from indexer.outbox.enqueue import OutboxLimits
@@ -133,8 +133,9 @@ async def run_window(
             conn, "open_window", chain_id=chain_id, worker=worker, budget_cu=lease.budget_cu
         )
         window = Window(conn, settings, chain_id, chain, worker, window_id, lease)
-        window.budget.journal = spend_journal(pool, window_id)
+        window.budget.journal = spend_journal(pool, window_id, chain_id, worker)
         began = time.monotonic()
+        holding = asyncio.create_task(hold_lease(pool, chain_id, worker, chain))
         try:
             async with RpcClient.open(chain) as client:
                 await window.run(client)
@@ -144,6 +145,8 @@ async def run_window(
             window.stats.error = f"{type(exc).__name__}: {exc}"
             raise
         finally:
+            holding.cancel()
+            await asyncio.gather(holding, return_exceptions=True)
             duration = time.monotonic() - began
             await window.record(finished=True, duration_s=duration)
             await end_lease(conn, chain_id, worker, chain, window.budget.spent_cu)
@@ -152,14 +155,41 @@ async def run_window(
     return report
 
 
-def spend_journal(pool: asyncpg.Pool, window_id: int) -> Journal:
+def spend_journal(pool: asyncpg.Pool, window_id: int, chain_id: int, worker: str) -> Journal:
     """Writes what the window is about to send (`window_spend`) on a connection of its
-    own: the window's connection may be in a commit, and a call never waits for one."""
+    own (the window's connection may be in a commit, and a call never waits for one),
+    and refuses the call once another worker holds the chain's lease."""
 
     async def journal(cu: int, calls: int) -> None:
-        await queries.execute(pool, "spend_window_cu", window_id=window_id, cu=cu, calls=calls)
+        written = await queries.fetchval(
+            pool,
+            "spend_window_cu",
+            window_id=window_id,
+            cu=cu,
+            calls=calls,
+            chain_id=chain_id,
+            worker=worker,
+        )
+        if written is None:
+            raise LeaseLost(f"chain {chain_id}: another worker took the window lease")
 
     return journal
+
+
+async def hold_lease(pool: asyncpg.Pool, chain_id: int, worker: str, chain: ChainSettings) -> None:
+    """Renew the window's lease while it runs, a third of `lease_seconds` apart, so that a
+    window slow between commits (a long commit, a slow provider) is not taken over while
+    it still works. Losing the lease ends nothing here: the window's next call or commit
+    finds it out and stops."""
+    while True:
+        await asyncio.sleep(chain.lease_seconds / 3)
+        try:
+            async with pool.acquire() as conn:
+                await renew_lease(conn, chain_id, worker, chain)
+        except LeaseLost:
+            return
+        except UNAVAILABLE_ERRORS:
+            continue  # the database is away: the window's own calls find out
 
 
 def _observe(report: WindowReport) -> None:

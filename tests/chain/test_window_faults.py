@@ -7,6 +7,7 @@ The fake's synthetic chain can be 20 million blocks long, and it answers with
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -16,6 +17,7 @@ import pytest
 from prometheus_client import generate_latest
 from structlog.testing import capture_logs
 
+from indexer.window.chain_state import take_lease
 from indexer.window.run import run_window
 from tests.support.factories import make_workspace
 from tests.support.fake_provider import (
@@ -311,3 +313,59 @@ async def test_a_node_behind_the_head_answering_no_logs_loses_nothing(
     assert stored == expected, f"{expected - stored} of {expected} matches missing"
     credits = await conn.fetchval("SELECT credits FROM workspaces WHERE id = $1", workspace)
     assert credits == 1_000_000 - expected
+
+
+async def test_a_window_whose_lease_another_worker_took_sends_no_more_calls(
+    conn: asyncpg.Connection, database_url: str
+) -> None:
+    def slow(call: JsonCall) -> Any:
+        return delayed(0.2) if call["method"] == "eth_getLogs" else None
+
+    _, request = await one_request(conn, 1_000, 1_999)
+    async with (
+        FakeProvider(chain=SyntheticChain(logs_per_block=sparse), rule=slow) as fake,
+        window_pool(database_url) as pool,
+    ):
+        settings = window_settings(fake.url, max_block_range=10, max_calls_in_flight=1)
+        window = asyncio.create_task(run_window(pool, settings, 1, "test-worker"))
+        while (await status_of(conn, request))["blocks_scanned"] == 0:
+            await asyncio.sleep(0.02)
+        # Another worker takes the chain (as if this one had been silent for a lease).
+        await conn.execute("UPDATE chain_state SET leader = 'other-worker' WHERE chain_id = 1")
+        took_over = time.monotonic()
+        report = await window
+
+    assert report is not None and report.stats.error is not None
+    assert "another worker took the window lease" in report.stats.error
+    # The call in flight at the takeover was sent just before it; the next would have
+    # gone out when that one's answer came, 0.2 s later. None did.
+    assert [r for r in fake.received if r.at > took_over + 0.1] == []
+    # What the provider was sent is what the audit says was spent.
+    sent_cu = sum(settings.chains[1].cu_cost(m) for r in fake.received for m in r.methods)
+    audit = await conn.fetchval("SELECT cu_spent FROM windows WHERE id = $1", report.window_id)
+    assert audit == report.cu_spent == sent_cu
+
+
+async def test_a_window_slow_between_commits_keeps_its_lease(
+    conn: asyncpg.Connection, database_url: str
+) -> None:
+    """One call takes 1.5 s and the lease is 0.6 s: the window renews it while it waits,
+    so another worker cannot take the chain from a window that still works."""
+
+    def slow(call: JsonCall) -> Any:
+        return delayed(1.5) if call["method"] == "eth_getLogs" else None
+
+    _, request = await one_request(conn, 1_000, 1_009)
+    async with (
+        FakeProvider(chain=SyntheticChain(logs_per_block=sparse), rule=slow) as fake,
+        window_pool(database_url) as pool,
+    ):
+        settings = window_settings(fake.url, max_block_range=10, lease_seconds=0.6)
+        window = asyncio.create_task(run_window(pool, settings, 1, "test-worker"))
+        await asyncio.sleep(1.0)  # the call is still out; no commit since the lease began
+        other = await take_lease(conn, 1, "other-worker", settings.chains[1])
+        report = await window
+
+    assert other is None
+    assert report is not None and report.stats.error is None
+    assert (await status_of(conn, request))["status"] == "completed"

@@ -111,14 +111,20 @@ WITH closed AS (
 )
 SELECT count(*) FROM closed;
 
--- spend_window_cu(window_id, cu, calls) --
+-- spend_window_cu(window_id, cu, calls, chain_id, worker) --
 -- A window is about to send calls costing `$2` CU: written first, so that what the
 -- provider is sent is in the audit even if the worker dies or the database goes away
--- right after.
-INSERT INTO window_spend (window_id, cu_spent, calls) VALUES ($1, $2, $3)
+-- right after; and only while worker `$5` still holds chain `$4`'s lease (a read, no
+-- lock: a commit holding the lease row never delays a call). No row back: the lease
+-- is another worker's now, and the call is not sent.
+INSERT INTO window_spend (window_id, cu_spent, calls)
+SELECT $1, $2, $3
+WHERE EXISTS (SELECT 1 FROM chain_state
+              WHERE chain_id = $4 AND leader = $5 AND lease_expires_at > now())
 ON CONFLICT (window_id) DO UPDATE
 SET cu_spent = window_spend.cu_spent + EXCLUDED.cu_spent,
-    calls = window_spend.calls + EXCLUDED.calls;
+    calls = window_spend.calls + EXCLUDED.calls
+RETURNING 1;
 
 -- open_window(chain_id, worker, budget_cu) --
 -- The audit row of a window, filled in as it goes, with the start of the tick whose
