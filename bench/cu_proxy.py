@@ -6,7 +6,9 @@ each of its calls). CU are priced like logfill's default `cu_weights`:
 eth_getLogs 60, eth_getBlockByNumber 20, eth_blockNumber 10, any other method 10
 (logfill's price of an unlisted method). `GET /_counts` answers
 `{"calls": {method: n}, "cu": total, "requests": http_requests, "bytes": answered}`;
-readers take differences between two reads.
+readers take differences between two reads. `GET /_log` answers `{"requests":
+[[unix time, cu], ...]}`: each HTTP request's arrival time and CU, in order, so a
+reader can tell which of a client's time spans (a window) spent what.
 
 Run: .venv/bin/python -m bench.cu_proxy --upstream http://127.0.0.1:8545 [--port 0]
      (prints `listening <url>` once it serves; `bench.side_by_side` starts it this way)
@@ -19,6 +21,7 @@ import asyncio
 import json
 import signal
 import socket
+import time
 from collections import Counter
 from typing import Any
 
@@ -50,6 +53,7 @@ class Counting:
         self.calls: Counter[str] = Counter()
         self.requests = 0
         self.bytes = 0
+        self.log: list[tuple[float, int]] = []  # (arrival, CU) of each HTTP request
         self.session: aiohttp.ClientSession | None = None
 
     async def start(self, app: web.Application) -> None:
@@ -63,8 +67,11 @@ class Counting:
 
     async def forward(self, request: web.Request) -> web.Response:
         assert self.session is not None
+        arrived = time.time()
         body = await request.read()
-        self.calls.update(methods_of(body))
+        methods = methods_of(body)
+        self.calls.update(methods)
+        self.log.append((arrived, cu_of(Counter(methods))))
         self.requests += 1
         async with self.session.post(
             self.upstream, data=body, headers={"Content-Type": "application/json"}
@@ -82,6 +89,9 @@ class Counting:
         }
         return web.json_response(snapshot)
 
+    async def requests_log(self, request: web.Request) -> web.Response:
+        return web.json_response({"requests": self.log})
+
 
 def build_app(upstream: str) -> web.Application:
     counting = Counting(upstream)
@@ -89,6 +99,7 @@ def build_app(upstream: str) -> web.Application:
     app.on_startup.append(counting.start)
     app.on_cleanup.append(counting.stop)
     app.router.add_get("/_counts", counting.counts)
+    app.router.add_get("/_log", counting.requests_log)
     app.router.add_post("/{tail:.*}", counting.forward)
     return app
 
