@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -17,8 +19,9 @@ import pytest
 from prometheus_client import generate_latest
 from structlog.testing import capture_logs
 
+from indexer.settings import DEFAULT_CU_WEIGHTS
 from indexer.window.chain_state import take_lease
-from indexer.window.run import run_window
+from indexer.window.run import WindowReport, run_window
 from tests.support.factories import make_workspace
 from tests.support.fake_provider import (
     ADDRESS_A,
@@ -174,13 +177,16 @@ async def test_a_single_block_too_large_for_the_provider_fails_naming_the_block(
     assert row["status"] == "failed" and "block 1000" in row["error"]
 
 
-async def test_a_cancel_takes_effect_at_the_next_call_boundary(
-    conn: asyncpg.Connection, database_url: str
-) -> None:
+@asynccontextmanager
+async def window_under_way(
+    conn: asyncpg.Connection, database_url: str, request: uuid.UUID
+) -> AsyncIterator[tuple[FakeProvider, asyncio.Task[WindowReport | None]]]:
+    """A window over a slow provider (0.2 s an eth_getLogs call, one in flight, 10 blocks
+    a call), once it has committed its first blocks; the provider and the window."""
+
     def slow(call: JsonCall) -> Any:
         return delayed(0.2) if call["method"] == "eth_getLogs" else None
 
-    _, request = await one_request(conn, 1_000, 1_999)
     async with (
         FakeProvider(chain=SyntheticChain(logs_per_block=sparse), rule=slow) as fake,
         window_pool(database_url) as pool,
@@ -189,6 +195,14 @@ async def test_a_cancel_takes_effect_at_the_next_call_boundary(
         window = asyncio.create_task(run_window(pool, settings, 1, "test-worker"))
         while (await status_of(conn, request))["blocks_scanned"] == 0:
             await asyncio.sleep(0.02)
+        yield fake, window
+
+
+async def test_a_cancel_takes_effect_at_the_next_call_boundary(
+    conn: asyncpg.Connection, database_url: str
+) -> None:
+    _, request = await one_request(conn, 1_000, 1_999)
+    async with window_under_way(conn, database_url, request) as (_, window):
         await conn.execute(
             "UPDATE backfill_requests SET status = 'cancelled', cursor = NULL,"
             " finished_at = now() WHERE id = $1",
@@ -318,18 +332,8 @@ async def test_a_node_behind_the_head_answering_no_logs_loses_nothing(
 async def test_a_window_whose_lease_another_worker_took_sends_no_more_calls(
     conn: asyncpg.Connection, database_url: str
 ) -> None:
-    def slow(call: JsonCall) -> Any:
-        return delayed(0.2) if call["method"] == "eth_getLogs" else None
-
     _, request = await one_request(conn, 1_000, 1_999)
-    async with (
-        FakeProvider(chain=SyntheticChain(logs_per_block=sparse), rule=slow) as fake,
-        window_pool(database_url) as pool,
-    ):
-        settings = window_settings(fake.url, max_block_range=10, max_calls_in_flight=1)
-        window = asyncio.create_task(run_window(pool, settings, 1, "test-worker"))
-        while (await status_of(conn, request))["blocks_scanned"] == 0:
-            await asyncio.sleep(0.02)
+    async with window_under_way(conn, database_url, request) as (fake, window):
         # Another worker takes the chain (as if this one had been silent for a lease).
         await conn.execute("UPDATE chain_state SET leader = 'other-worker' WHERE chain_id = 1")
         took_over = time.monotonic()
@@ -341,7 +345,7 @@ async def test_a_window_whose_lease_another_worker_took_sends_no_more_calls(
     # gone out when that one's answer came, 0.2 s later. None did.
     assert [r for r in fake.received if r.at > took_over + 0.1] == []
     # What the provider was sent is what the audit says was spent.
-    sent_cu = sum(settings.chains[1].cu_cost(m) for r in fake.received for m in r.methods)
+    sent_cu = sum(DEFAULT_CU_WEIGHTS[m] for r in fake.received for m in r.methods)
     audit = await conn.fetchval("SELECT cu_spent FROM windows WHERE id = $1", report.window_id)
     assert audit == report.cu_spent == sent_cu
 
